@@ -1,0 +1,83 @@
+#include "cpu/isa.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <initializer_list>
+
+namespace fastrnn::cpu {
+
+Isa detected_isa() {
+#if defined(__x86_64__) || defined(__i386__)
+  // __builtin_cpu_supports checks both the CPUID bits and that the OS saves the vector state.
+  static const Isa isa = [] {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")) {
+      return Isa::kAvx512;
+    }
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::kAvx2;
+    return Isa::kBaseline;
+  }();
+  return isa;
+#else
+  return Isa::kBaseline;
+#endif
+}
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::kAvx512: return "avx512";
+    case Isa::kAvx2: return "avx2";
+    case Isa::kBaseline: return "baseline";
+  }
+  return "unknown";
+}
+
+Isa active_isa() {
+  static const Isa isa = [] {
+    Isa best = detected_isa();
+    const char* requested = std::getenv("FASTRNN_CPU_ISA");
+    if (requested == nullptr || *requested == '\0') return best;
+    for (Isa candidate : {Isa::kBaseline, Isa::kAvx2, Isa::kAvx512}) {
+      // A request above what the CPU supports falls back to the best it does support.
+      if (std::strcmp(requested, isa_name(candidate)) == 0) {
+        return static_cast<int>(candidate) < static_cast<int>(best) ? candidate : best;
+      }
+    }
+    return best;
+  }();
+  return isa;
+}
+
+const StepKernels<float>* step_kernels_f32_for(Isa isa) {
+  // Each table is built only once its instruction set is known to be there: the function that
+  // builds it is itself compiled for that instruction set.
+  if (static_cast<int>(isa) > static_cast<int>(detected_isa())) return nullptr;
+  switch (isa) {
+    case Isa::kAvx512: {
+      static const StepKernels<float> kernels = avx512::step_kernels_f32();
+      return &kernels;
+    }
+    case Isa::kAvx2: {
+      static const StepKernels<float> kernels = avx2::step_kernels_f32();
+      return &kernels;
+    }
+    case Isa::kBaseline: break;
+  }
+  static const StepKernels<float> kernels = baseline::step_kernels_f32();
+  return &kernels;
+}
+
+template <>
+const StepKernels<float>& step_kernels<float>() {
+  static const StepKernels<float>& kernels = *step_kernels_f32_for(active_isa());
+  return kernels;
+}
+
+template <>
+const StepKernels<double>& step_kernels<double>() {
+  static const StepKernels<double> kernels = baseline::step_kernels_f64();
+  return kernels;
+}
+
+}  // namespace fastrnn::cpu

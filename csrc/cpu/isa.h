@@ -1,0 +1,23 @@
+// Run-time choice of the CPU instruction set for fastrnn's own kernels, so one build runs on any
+// x86-64: the best of AVX-512, AVX2 and baseline that the CPU (and OS) supports, lowered by the
+// environment variable FASTRNN_CPU_ISA=avx2|baseline (read once, at first use).
+#pragma once
+
+#include "cpu/step_kernels.h"
+
+namespace fastrnn::cpu {
+
+enum class Isa : int { kBaseline = 0, kAvx2 = 1, kAvx512 = 2 };
+
+Isa detected_isa();  // what this CPU supports
+Isa active_isa();    // what the kernels use
+const char* isa_name(Isa isa);
+
+// The step kernels of the active instruction set (double: always baseline).
+template <class T>
+const StepKernels<T>& step_kernels();
+
+// The float kernels of a given instruction set, or null when this CPU lacks it (for tests).
+const StepKernels<float>* step_kernels_f32_for(Isa isa);
+
+}  // namespace fastrnn::cpu

@@ -1,0 +1,31 @@
+// One float or double dressed as a one-lane vector, so the baseline kernels are the same
+// templates as the SIMD ones. Activations are the scalar ones of cell_math.h (libm).
+#pragma once
+
+namespace fastrnn::cpu::baseline {
+
+template <class T>
+struct Vec1 {
+  static constexpr int kWidth = 1;
+  T v;
+
+  Vec1() = default;
+  Vec1(T x) : v(x) {}
+
+  static Vec1 load(const T* p, int /*n*/) { return *p; }
+  void store(T* p, int /*n*/) const { *p = v; }
+};
+
+template <class T> inline Vec1<T> operator+(Vec1<T> a, Vec1<T> b) { return a.v + b.v; }
+template <class T> inline Vec1<T> operator-(Vec1<T> a, Vec1<T> b) { return a.v - b.v; }
+template <class T> inline Vec1<T> operator*(Vec1<T> a, Vec1<T> b) { return a.v * b.v; }
+template <class T> inline Vec1<T> operator/(Vec1<T> a, Vec1<T> b) { return a.v / b.v; }
+
+template <class T> inline Vec1<T> sigmoid(Vec1<T> x) { return cell::sigmoid(x.v); }
+template <class T> inline Vec1<T> tanh(Vec1<T> x) { return cell::tanh(x.v); }
+template <class T> inline Vec1<T> relu(Vec1<T> x) { return cell::relu(x.v); }
+template <class T> inline Vec1<T> relu_backward(Vec1<T> dy, Vec1<T> y) {
+  return cell::relu_backward(dy.v, y.v);
+}
+
+}  // namespace fastrnn::cpu::baseline

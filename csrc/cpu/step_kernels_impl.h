@@ -1,0 +1,199 @@
+// The step kernels of step_kernels.h as templates over a vector type V (see csrc/cpu/simd).
+// Included by each step_kernels_<isa>.cpp inside that instruction set's target region, with
+// FASTRNN_ISA naming the namespace to define them in; cell_math.h is included here, in the
+// region, so the cell math is compiled for that instruction set too (see cell_math.h).
+//
+// Loops: rows outer, units inner in blocks of V::kWidth (the last block masked). Each unit's
+// gates are read from their H-strided blocks, combined in registers and written once.
+
+#ifndef FASTRNN_ISA
+#error "define FASTRNN_ISA (the instruction-set namespace) before including step_kernels_impl.h"
+#endif
+
+#include "fastrnn/cell_math.h"
+
+namespace fastrnn::cpu::FASTRNN_ISA {
+
+// Calls body(j, n) for the unit blocks [j, j + n) of a row of `hidden` units.
+template <class V, class Body>
+inline void for_each_block(int64_t hidden, Body&& body) {
+  int64_t j = 0;
+  for (; j + V::kWidth <= hidden; j += V::kWidth) body(j, V::kWidth);
+  if (j < hidden) body(j, static_cast<int>(hidden - j));
+}
+
+template <class V, class T>
+inline V load_or_zero(const T* p, int n) {
+  return p ? V::load(p, n) : V(T(0));
+}
+
+template <class V, class T>
+void lstm_forward(const LstmForwardStep<T>& s) {
+  const int64_t H = s.hidden;
+  for (int64_t r = 0; r < s.rows; ++r) {
+    T* gates = s.gates.row(r);
+    T* c = s.c.row(r);
+    T* h = s.h.row(r);
+    T* c_saved = s.c_saved ? s.c_saved.row(r) : nullptr;
+    T* y = s.y ? s.y.row(r) : nullptr;
+    for_each_block<V>(H, [&](int64_t j, int n) {
+      V i = V::load(gates + j, n) + load_or_zero<V>(s.bias ? s.bias + j : nullptr, n);
+      V f = V::load(gates + H + j, n) + load_or_zero<V>(s.bias ? s.bias + H + j : nullptr, n);
+      V g = V::load(gates + 2 * H + j, n) + load_or_zero<V>(s.bias ? s.bias + 2 * H + j : nullptr, n);
+      V o = V::load(gates + 3 * H + j, n) + load_or_zero<V>(s.bias ? s.bias + 3 * H + j : nullptr, n);
+      V c_new, h_new;
+      cell::lstm_forward(i, f, g, o, V::load(c + j, n), c_new, h_new);
+      i.store(gates + j, n);
+      f.store(gates + H + j, n);
+      g.store(gates + 2 * H + j, n);
+      o.store(gates + 3 * H + j, n);
+      c_new.store(c + j, n);
+      if (c_saved) c_new.store(c_saved + j, n);
+      h_new.store(h + j, n);
+      if (y) h_new.store(y + j, n);
+    });
+  }
+}
+
+template <class V, class T>
+void lstm_backward(const LstmBackwardStep<T>& s) {
+  const int64_t H = s.hidden;
+  for (int64_t r = 0; r < s.rows; ++r) {
+    const T* gates = s.gates.row(r);
+    const T* c = s.c.row(r);
+    const T* c_prev = s.c_prev.row(r);
+    const T* dh = s.dh.row(r);
+    const T* dy = s.dy ? s.dy.row(r) : nullptr;
+    T* dc = s.dc.row(r);
+    T* dgates = s.dgates.row(r);
+    T* r_out = s.r ? s.r.row(r) : nullptr;
+    for_each_block<V>(H, [&](int64_t j, int n) {
+      const V dh_total = V::load(dh + j, n) + load_or_zero<V>(dy ? dy + j : nullptr, n);
+      V di, df, dg, do_, dc_prev, proj_in;
+      cell::lstm_backward(V::load(gates + j, n), V::load(gates + H + j, n),
+                          V::load(gates + 2 * H + j, n), V::load(gates + 3 * H + j, n),
+                          V::load(c_prev + j, n), V::load(c + j, n), dh_total, V::load(dc + j, n),
+                          di, df, dg, do_, dc_prev, proj_in);
+      di.store(dgates + j, n);
+      df.store(dgates + H + j, n);
+      dg.store(dgates + 2 * H + j, n);
+      do_.store(dgates + 3 * H + j, n);
+      dc_prev.store(dc + j, n);
+      if (r_out) proj_in.store(r_out + j, n);
+    });
+  }
+}
+
+template <class V, class T>
+void gru_forward(const GruForwardStep<T>& s) {
+  const int64_t H = s.hidden;
+  auto bias = [&](const T* b, int64_t offset, int n) {
+    return load_or_zero<V>(b ? b + offset : nullptr, n);
+  };
+  for (int64_t r = 0; r < s.rows; ++r) {
+    T* gates = s.gates.row(r);
+    const T* hh = s.hh.row(r);
+    T* h = s.h.row(r);
+    T* y = s.y ? s.y.row(r) : nullptr;
+    for_each_block<V>(H, [&](int64_t j, int n) {
+      const V x_r = V::load(gates + j, n) + bias(s.b_ih, j, n);
+      const V x_z = V::load(gates + H + j, n) + bias(s.b_ih, H + j, n);
+      const V x_n = V::load(gates + 2 * H + j, n) + bias(s.b_ih, 2 * H + j, n);
+      const V h_r = V::load(hh + j, n) + bias(s.b_hh, j, n);
+      const V h_z = V::load(hh + H + j, n) + bias(s.b_hh, H + j, n);
+      const V h_n = V::load(hh + 2 * H + j, n) + bias(s.b_hh, 2 * H + j, n);
+      V rg, z, ng, h_new;
+      cell::gru_forward(x_r, x_z, x_n, h_r, h_z, h_n, V::load(h + j, n), rg, z, ng, h_new);
+      rg.store(gates + j, n);
+      z.store(gates + H + j, n);
+      ng.store(gates + 2 * H + j, n);
+      h_n.store(gates + 3 * H + j, n);
+      h_new.store(h + j, n);
+      if (y) h_new.store(y + j, n);
+    });
+  }
+}
+
+template <class V, class T>
+void gru_backward(const GruBackwardStep<T>& s) {
+  const int64_t H = s.hidden;
+  for (int64_t r = 0; r < s.rows; ++r) {
+    const T* gates = s.gates.row(r);
+    const T* h_prev = s.h_prev.row(r);
+    const T* dy = s.dy ? s.dy.row(r) : nullptr;
+    T* dh = s.dh.row(r);
+    T* d_ih = s.dgates_ih.row(r);
+    T* d_hh = s.dgates_hh.row(r);
+    for_each_block<V>(H, [&](int64_t j, int n) {
+      const V dh_total = V::load(dh + j, n) + load_or_zero<V>(dy ? dy + j : nullptr, n);
+      V dr, dz, dn, dh_n, dh_prev;
+      cell::gru_backward(V::load(gates + j, n), V::load(gates + H + j, n),
+                         V::load(gates + 2 * H + j, n), V::load(gates + 3 * H + j, n),
+                         V::load(h_prev + j, n), dh_total, dr, dz, dn, dh_n, dh_prev);
+      dr.store(d_ih + j, n);
+      dz.store(d_ih + H + j, n);
+      dn.store(d_ih + 2 * H + j, n);
+      dr.store(d_hh + j, n);
+      dz.store(d_hh + H + j, n);
+      dh_n.store(d_hh + 2 * H + j, n);
+      dh_prev.store(dh + j, n);
+    });
+  }
+}
+
+template <class Activation, class V, class T>
+void rnn_forward(const RnnForwardStep<T>& s) {
+  for (int64_t r = 0; r < s.rows; ++r) {
+    const T* pre = s.pre.row(r);
+    T* h = s.h.row(r);
+    T* y = s.y ? s.y.row(r) : nullptr;
+    for_each_block<V>(s.hidden, [&](int64_t j, int n) {
+      const V out = Activation::forward(V::load(pre + j, n) +
+                                        load_or_zero<V>(s.bias ? s.bias + j : nullptr, n));
+      out.store(h + j, n);
+      if (y) out.store(y + j, n);
+    });
+  }
+}
+
+template <class Activation, class V, class T>
+void rnn_backward(const RnnBackwardStep<T>& s) {
+  for (int64_t r = 0; r < s.rows; ++r) {
+    const T* h = s.h.row(r);
+    const T* dh = s.dh.row(r);
+    const T* dy = s.dy ? s.dy.row(r) : nullptr;
+    T* dpre = s.dpre.row(r);
+    for_each_block<V>(s.hidden, [&](int64_t j, int n) {
+      const V dh_total = V::load(dh + j, n) + load_or_zero<V>(dy ? dy + j : nullptr, n);
+      Activation::backward(dh_total, V::load(h + j, n)).store(dpre + j, n);
+    });
+  }
+}
+
+template <class V, class T>
+void activation(Activation kind, const T* in, T* out, int64_t n) {
+  for_each_block<V>(n, [&](int64_t j, int width) {
+    const V x = V::load(in + j, width);
+    const V result = kind == Activation::kSigmoid ? sigmoid(x)
+                     : kind == Activation::kTanh  ? tanh(x)
+                                                  : relu(x);
+    result.store(out + j, width);
+  });
+}
+
+template <class V, class T>
+StepKernels<T> make_step_kernels() {
+  StepKernels<T> k;
+  k.lstm_forward = &lstm_forward<V, T>;
+  k.lstm_backward = &lstm_backward<V, T>;
+  k.gru_forward = &gru_forward<V, T>;
+  k.gru_backward = &gru_backward<V, T>;
+  k.rnn_tanh_forward = &rnn_forward<cell::TanhActivation, V, T>;
+  k.rnn_tanh_backward = &rnn_backward<cell::TanhActivation, V, T>;
+  k.rnn_relu_forward = &rnn_forward<cell::ReluActivation, V, T>;
+  k.rnn_relu_backward = &rnn_backward<cell::ReluActivation, V, T>;
+  k.activation = &activation<V, T>;
+  return k;
+}
+
+}  // namespace fastrnn::cpu::FASTRNN_ISA

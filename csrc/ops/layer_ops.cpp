@@ -1,0 +1,104 @@
+#include "ops/layer_ops.h"
+
+#include "fastrnn/debug.h"
+
+namespace fastrnn::ops {
+namespace {
+
+// at::empty, or NaN-filled under FASTRNN_DEBUG_POISON=1 (see fastrnn/debug.h).
+at::Tensor allocate(at::IntArrayRef shape, const at::TensorOptions& options) {
+  at::Tensor tensor = at::empty(shape, options);
+  if (debug_poison() && at::isFloatingType(tensor.scalar_type())) tensor.fill_(NAN);
+  return tensor;
+}
+
+OptionalTensor contiguous(const OptionalTensor& tensor) {
+  if (!tensor.has_value()) return std::nullopt;
+  return tensor->contiguous();
+}
+
+}  // namespace
+
+LayerCall make_call(const char* op, CellKind cell, const at::Tensor& input, const at::Tensor& hx,
+                    const at::Tensor* cx, const at::Tensor& w_ih, const at::Tensor& w_hh,
+                    const OptionalTensor& b_ih, const OptionalTensor& b_hh,
+                    const OptionalTensor& w_hr, const OptionalTensor& batch_sizes, bool reverse) {
+  LayerCall call;
+  call.op = op;
+  call.sizes =
+      check_layer(op, cell, LayerTensors{input, hx, cx, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes});
+  call.input = input.contiguous();
+  call.hx = hx.contiguous();
+  if (cx != nullptr) call.cx = cx->contiguous();
+  call.w_ih = w_ih.contiguous();
+  call.w_hh = w_hh.contiguous();
+  call.b_ih = contiguous(b_ih);
+  call.b_hh = contiguous(b_hh);
+  call.w_hr = contiguous(w_hr);
+  call.batch_sizes = contiguous(batch_sizes);
+  call.reverse = reverse;
+  return call;
+}
+
+ForwardOutputs allocate_forward(CellKind cell, const LayerCall& call, bool train) {
+  const LayerSizes& s = call.sizes;
+  const auto options = call.input.options();
+  ForwardOutputs out;
+  out.output = allocate(sequence_shape(s, s.output), options);
+  out.hy = allocate({s.batch, s.output}, options);
+  if (cell == CellKind::kLstm) out.cy = allocate({s.batch, s.hidden}, options);
+  const int64_t blocks = workspace_blocks(cell);
+  if (blocks > 0) {
+    out.workspace = train ? allocate({s.rows, blocks * s.hidden}, options) : allocate({0}, options);
+  }
+  return out;
+}
+
+BackwardInputs check_backward_inputs(CellKind cell, const LayerCall& call,
+                                     const at::Tensor& grad_output, const at::Tensor& grad_hy,
+                                     const at::Tensor* grad_cy, const at::Tensor& output,
+                                     const at::Tensor* workspace) {
+  const LayerSizes& s = call.sizes;
+  const char* op = call.op;
+  const std::vector<int64_t> sequence = sequence_shape(s, s.output);
+  check_like(op, "grad_output", grad_output, sequence, call.input);
+  check_like(op, "output", output, sequence, call.input);
+  check_like(op, "grad_hy", grad_hy, {s.batch, s.output}, call.input);
+  BackwardInputs in;
+  in.grad_output = grad_output.contiguous();
+  in.grad_hy = grad_hy.contiguous();
+  in.output = output.contiguous();
+  if (cell == CellKind::kLstm) {
+    check_like(op, "grad_cy", *grad_cy, {s.batch, s.hidden}, call.input);
+    in.grad_cy = grad_cy->contiguous();
+  }
+  if (workspace != nullptr) {
+    TORCH_CHECK(workspace->dim() != 1, op,
+                ": the workspace is empty: its forward call ran with train=False, which saves "
+                "nothing for backward");
+    check_like(op, "workspace", *workspace, {s.rows, workspace_blocks(cell) * s.hidden},
+               call.input);
+    in.workspace = workspace->contiguous();
+  }
+  return in;
+}
+
+BackwardOutputs allocate_backward(CellKind cell, const LayerCall& call, bool input_grad) {
+  const LayerSizes& s = call.sizes;
+  const auto options = call.input.options();
+  BackwardOutputs out;
+  out.input_grad = input_grad;
+  out.grad_input = input_grad ? allocate(call.input.sizes(), options) : allocate({0}, options);
+  out.grad_hx = allocate(call.hx.sizes(), options);
+  if (cell == CellKind::kLstm) {
+    out.grad_cx = allocate(call.cx.sizes(), options);
+    out.grad_w_hr = call.w_hr.has_value() ? allocate(call.w_hr->sizes(), options) : allocate({0}, options);
+  }
+  out.grad_w_ih = allocate(call.w_ih.sizes(), options);
+  out.grad_w_hh = allocate(call.w_hh.sizes(), options);
+  out.grad_b_ih = allocate({s.gates}, options);
+  out.grad_b_hh = allocate({s.gates}, options);
+  return out;
+}
+
+}  // namespace fastrnn::ops

@@ -1,0 +1,71 @@
+// The Python extension module fastrnn._C. Loading it registers the ops (TORCH_LIBRARY blocks in
+// schemas.cpp and the *_ops.cpp files); the functions here report how the build and the CPU
+// dispatch came out, for fastrnn.info and the tests.
+#include <torch/extension.h>
+
+#include <string>
+
+#include "cpu/blas.h"
+#include "cpu/isa.h"
+
+namespace {
+
+fastrnn::cpu::Isa parse_isa(const std::string& name) {
+  for (auto isa : {fastrnn::cpu::Isa::kBaseline, fastrnn::cpu::Isa::kAvx2,
+                   fastrnn::cpu::Isa::kAvx512}) {
+    if (name == fastrnn::cpu::isa_name(isa)) return isa;
+  }
+  TORCH_CHECK(false, "unknown instruction set '", name, "' (expected avx512, avx2 or baseline)");
+}
+
+// Applies one activation of one instruction set's vector math to a float32 (or float64: the
+// baseline kernels) CPU tensor. For tests of the SIMD exp/sigmoid/tanh.
+at::Tensor cpu_activation(const std::string& activation, const std::string& isa_name,
+                          const at::Tensor& input) {
+  using fastrnn::cpu::Activation;
+  Activation kind;
+  if (activation == "sigmoid") {
+    kind = Activation::kSigmoid;
+  } else if (activation == "tanh") {
+    kind = Activation::kTanh;
+  } else {
+    TORCH_CHECK(activation == "relu", "unknown activation '", activation, "'");
+    kind = Activation::kRelu;
+  }
+  TORCH_CHECK(input.device().is_cpu(), "cpu_activation takes a CPU tensor");
+  const at::Tensor x = input.contiguous();
+  at::Tensor y = at::empty_like(x);
+  const fastrnn::cpu::Isa isa = parse_isa(isa_name);
+  if (x.scalar_type() == at::kDouble) {
+    TORCH_CHECK(isa == fastrnn::cpu::Isa::kBaseline, "float64 runs only the baseline kernels");
+    fastrnn::cpu::step_kernels<double>().activation(kind, x.data_ptr<double>(),
+                                                    y.data_ptr<double>(), x.numel());
+    return y;
+  }
+  TORCH_CHECK(x.scalar_type() == at::kFloat, "cpu_activation takes float32 or float64");
+  const auto* kernels = fastrnn::cpu::step_kernels_f32_for(isa);
+  TORCH_CHECK(kernels != nullptr, "this CPU does not support ", isa_name);
+  kernels->activation(kind, x.data_ptr<float>(), y.data_ptr<float>(), x.numel());
+  return y;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "fastrnn's compiled kernels; the ops live in torch.ops.fastrnn";
+  m.def("cpu_isa", [] { return std::string(fastrnn::cpu::isa_name(fastrnn::cpu::active_isa())); },
+        "Instruction set the CPU kernels use (after FASTRNN_CPU_ISA).");
+  m.def("cpu_isa_detected",
+        [] { return std::string(fastrnn::cpu::isa_name(fastrnn::cpu::detected_isa())); },
+        "Best instruction set this CPU supports.");
+  m.def("cpu_gemm_backend", [] { return std::string(fastrnn::cpu::gemm_backend()); },
+        "GEMM inside the CPU step loop: 'blas' (libtorch's Fortran BLAS) or 'aten'.");
+  m.def("cuda_built", [] {
+#ifdef FASTRNN_WITH_CUDA
+    return true;
+#else
+    return false;
+#endif
+  });
+  m.def("cpu_activation", &cpu_activation, "Vector-math activation of one instruction set.");
+}

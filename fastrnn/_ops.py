@@ -1,0 +1,202 @@
+"""Fake (meta) kernels and autograd for the ops of ``torch.ops.fastrnn``.
+
+The schemas and the CPU/CUDA kernels are C++ (csrc/ops); loading ``fastrnn._C`` registers them.
+This module adds what torch.compile, torch.export and autograd need on top:
+
+* a fake kernel per op: output shapes from input shapes, without reading data;
+* autograd for each forward op, whose backward calls the matching backward op with what the
+  forward op saved (its output and its workspace).
+
+Shapes (one layer, one direction; see csrc/ops/schemas.cpp):
+    input        [T, B, I], or [N, I] with batch_sizes [T] (packed, int64, CPU)
+    hx           [B, P]           cx  [B, H] (LSTM)
+    output       [T, B, P] or [N, P]
+    workspace    [N, 5H] (LSTM) or [N, 4H] (GRU) when train=True, else [0]
+with P = proj_size for an LSTM with projection (w_hr [P, H]), else H.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from fastrnn import _C  # noqa: F401  (registers the op schemas and kernels)
+
+# Per-unit blocks of a workspace row (csrc/include/fastrnn/cells.h): LSTM i f g o | c,
+# GRU r z n | W_hn h + b_hn. The vanilla RNN saves nothing but its output.
+WORKSPACE_BLOCKS = {"lstm": 5, "gru": 4}
+
+
+def _sequence_shape(input: Tensor, batch_sizes: Tensor | None, features: int) -> tuple[int, ...]:
+    if batch_sizes is None:
+        return (input.shape[0], input.shape[1], features)
+    return (input.shape[0], features)
+
+
+def _rows(input: Tensor, batch_sizes: Tensor | None) -> int:
+    return input.shape[0] if batch_sizes is not None else input.shape[0] * input.shape[1]
+
+
+def _workspace(cell: str, input: Tensor, batch_sizes: Tensor | None, hidden: int, train: bool) -> Tensor:
+    if not train:
+        return input.new_empty((0,))
+    return input.new_empty((_rows(input, batch_sizes), WORKSPACE_BLOCKS[cell] * hidden))
+
+
+def _grad_input_like(input: Tensor, input_grad: bool) -> Tensor:
+    return torch.empty_like(input) if input_grad else input.new_empty((0,))
+
+
+# ---- fake kernels ----
+
+
+def _register_rnn_fakes(name: str) -> None:
+    @torch.library.register_fake(f"fastrnn::{name}_forward")
+    def _(input, hx, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse):
+        output = input.new_empty(_sequence_shape(input, batch_sizes, hx.shape[1]))
+        return output, torch.empty_like(hx)
+
+    @torch.library.register_fake(f"fastrnn::{name}_backward")
+    def _(grad_output, grad_hy, input, hx, w_ih, w_hh, output, batch_sizes, reverse, input_grad):
+        gates = w_ih.shape[0]
+        return (
+            _grad_input_like(input, input_grad),
+            torch.empty_like(hx),
+            torch.empty_like(w_ih),
+            torch.empty_like(w_hh),
+            w_ih.new_empty((gates,)),
+            w_ih.new_empty((gates,)),
+        )
+
+
+_register_rnn_fakes("rnn_tanh")
+_register_rnn_fakes("rnn_relu")
+
+
+@torch.library.register_fake("fastrnn::lstm_forward")
+def _(input, hx, cx, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, train):
+    output = input.new_empty(_sequence_shape(input, batch_sizes, hx.shape[1]))
+    workspace = _workspace("lstm", input, batch_sizes, cx.shape[1], train)
+    return output, torch.empty_like(hx), torch.empty_like(cx), workspace
+
+
+@torch.library.register_fake("fastrnn::lstm_backward")
+def _(grad_output, grad_hy, grad_cy, input, hx, cx, w_ih, w_hh, w_hr, output, workspace, batch_sizes,
+      reverse, input_grad):
+    gates = w_ih.shape[0]
+    return (
+        _grad_input_like(input, input_grad),
+        torch.empty_like(hx),
+        torch.empty_like(cx),
+        torch.empty_like(w_ih),
+        torch.empty_like(w_hh),
+        w_ih.new_empty((gates,)),
+        w_ih.new_empty((gates,)),
+        torch.empty_like(w_hr) if w_hr is not None else w_ih.new_empty((0,)),
+    )
+
+
+@torch.library.register_fake("fastrnn::gru_forward")
+def _(input, hx, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, train):
+    output = input.new_empty(_sequence_shape(input, batch_sizes, hx.shape[1]))
+    return output, torch.empty_like(hx), _workspace("gru", input, batch_sizes, hx.shape[1], train)
+
+
+@torch.library.register_fake("fastrnn::gru_backward")
+def _(grad_output, grad_hy, input, hx, w_ih, w_hh, output, workspace, batch_sizes, reverse, input_grad):
+    gates = w_ih.shape[0]
+    return (
+        _grad_input_like(input, input_grad),
+        torch.empty_like(hx),
+        torch.empty_like(w_ih),
+        torch.empty_like(w_hh),
+        w_ih.new_empty((gates,)),
+        w_ih.new_empty((gates,)),
+    )
+
+
+# ---- autograd ----
+
+
+def _grad_or_zeros(grad: Tensor | None, like: Tensor) -> Tensor:
+    return torch.zeros_like(like) if grad is None else grad
+
+
+def _bias_grads(ctx, grad_b_ih: Tensor, grad_b_hh: Tensor) -> tuple[Tensor | None, Tensor | None]:
+    return (grad_b_ih if ctx.has_b_ih else None, grad_b_hh if ctx.has_b_hh else None)
+
+
+def _register_rnn_autograd(name: str) -> None:
+    backward_op = getattr(torch.ops.fastrnn, f"{name}_backward").default
+
+    def setup_context(ctx, inputs, output):
+        input, hx, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse = inputs
+        ctx.save_for_backward(input, hx, w_ih, w_hh, output[0], batch_sizes)
+        ctx.reverse = reverse
+        ctx.has_b_ih, ctx.has_b_hh = b_ih is not None, b_hh is not None
+
+    def backward(ctx, grad_output, grad_hy):
+        input, hx, w_ih, w_hh, output, batch_sizes = ctx.saved_tensors
+        grads = backward_op(
+            _grad_or_zeros(grad_output, output), _grad_or_zeros(grad_hy, hx), input, hx, w_ih,
+            w_hh, output, batch_sizes, ctx.reverse, ctx.needs_input_grad[0],
+        )
+        grad_input, grad_hx, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh = grads
+        return (grad_input if ctx.needs_input_grad[0] else None, grad_hx, grad_w_ih, grad_w_hh,
+                *_bias_grads(ctx, grad_b_ih, grad_b_hh), None, None)
+
+    torch.library.register_autograd(
+        f"fastrnn::{name}_forward", backward, setup_context=setup_context
+    )
+
+
+_register_rnn_autograd("rnn_tanh")
+_register_rnn_autograd("rnn_relu")
+
+
+def _lstm_setup_context(ctx, inputs, output):
+    input, hx, cx, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, train = inputs
+    ctx.save_for_backward(input, hx, cx, w_ih, w_hh, w_hr, output[0], output[3], batch_sizes)
+    ctx.reverse = reverse
+    ctx.has_b_ih, ctx.has_b_hh = b_ih is not None, b_hh is not None
+
+
+def _lstm_backward(ctx, grad_output, grad_hy, grad_cy, grad_workspace):
+    input, hx, cx, w_ih, w_hh, w_hr, output, workspace, batch_sizes = ctx.saved_tensors
+    grads = torch.ops.fastrnn.lstm_backward.default(
+        _grad_or_zeros(grad_output, output), _grad_or_zeros(grad_hy, hx),
+        _grad_or_zeros(grad_cy, cx), input, hx, cx, w_ih, w_hh, w_hr, output, workspace,
+        batch_sizes, ctx.reverse, ctx.needs_input_grad[0],
+    )
+    grad_input, grad_hx, grad_cx, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh, grad_w_hr = grads
+    return (grad_input if ctx.needs_input_grad[0] else None, grad_hx, grad_cx, grad_w_ih,
+            grad_w_hh, *_bias_grads(ctx, grad_b_ih, grad_b_hh),
+            grad_w_hr if w_hr is not None else None, None, None, None)
+
+
+torch.library.register_autograd(
+    "fastrnn::lstm_forward", _lstm_backward, setup_context=_lstm_setup_context
+)
+
+
+def _gru_setup_context(ctx, inputs, output):
+    input, hx, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, train = inputs
+    ctx.save_for_backward(input, hx, w_ih, w_hh, output[0], output[2], batch_sizes)
+    ctx.reverse = reverse
+    ctx.has_b_ih, ctx.has_b_hh = b_ih is not None, b_hh is not None
+
+
+def _gru_backward(ctx, grad_output, grad_hy, grad_workspace):
+    input, hx, w_ih, w_hh, output, workspace, batch_sizes = ctx.saved_tensors
+    grads = torch.ops.fastrnn.gru_backward.default(
+        _grad_or_zeros(grad_output, output), _grad_or_zeros(grad_hy, hx), input, hx, w_ih, w_hh,
+        output, workspace, batch_sizes, ctx.reverse, ctx.needs_input_grad[0],
+    )
+    grad_input, grad_hx, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh = grads
+    return (grad_input if ctx.needs_input_grad[0] else None, grad_hx, grad_w_ih, grad_w_hh,
+            *_bias_grads(ctx, grad_b_ih, grad_b_hh), None, None, None)
+
+
+torch.library.register_autograd(
+    "fastrnn::gru_forward", _gru_backward, setup_context=_gru_setup_context
+)

@@ -1,0 +1,47 @@
+"""Build of fastrnn's extension fastrnn._C.
+
+CPU build unless CUDA is wanted and possible: FASTRNN_FORCE_CPU=1 forces CPU, FASTRNN_FORCE_CUDA=1
+forces CUDA, otherwise CUDA is built when torch has CUDA and nvcc is found. CUDA architectures
+come from TORCH_CUDA_ARCH_LIST (default below). The C++ standard is torch's (no -std here), and
+no -march: instruction sets are chosen at run time (csrc/cpu/isa.cpp).
+Install with `pip install --no-build-isolation -e .` so the build uses the torch already there.
+"""
+
+import glob
+import os
+
+import torch
+from setuptools import setup
+from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+
+DEFAULT_CUDA_ARCHS = "8.0;8.6;8.9;9.0+PTX"
+
+
+def want_cuda() -> bool:
+    if os.environ.get("FASTRNN_FORCE_CPU") == "1":
+        return False
+    if os.environ.get("FASTRNN_FORCE_CUDA") == "1":
+        return True
+    return torch.version.cuda is not None and CUDA_HOME is not None
+
+
+def extension():
+    sources = sorted(glob.glob("csrc/cpu/**/*.cpp", recursive=True) + glob.glob("csrc/ops/*.cpp"))
+    include_dirs = [os.path.abspath("csrc"), os.path.abspath("csrc/include")]
+    cxx_flags = ["-O3", "-fno-math-errno", "-Wall", "-Wno-unknown-pragmas"]
+    if not want_cuda():
+        return CppExtension(
+            "fastrnn._C", sources, include_dirs=include_dirs, extra_compile_args={"cxx": cxx_flags}
+        )
+    os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_CUDA_ARCHS)
+    sources += sorted(glob.glob("csrc/cuda/*.cu") + glob.glob("csrc/ops/cuda/*.cpp"))
+    return CUDAExtension(
+        "fastrnn._C",
+        sources,
+        include_dirs=include_dirs,
+        define_macros=[("FASTRNN_WITH_CUDA", None)],
+        extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "--expt-relaxed-constexpr"]},
+    )
+
+
+setup(ext_modules=[extension()], cmdclass={"build_ext": BuildExtension})
