@@ -40,6 +40,8 @@ def _stack(cell: str, input: Tensor, hx: Tensor, cx: Tensor | None, params: Sequ
     has_projection = per_layer in (3, 5)
     if batch_first and batch_sizes is None:
         input = input.transpose(0, 1)
+    if batch_sizes is None and input.size(0) == 0:
+        raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
     # The LSTM and GRU ops save a workspace for backward only when a gradient will be asked for.
     train = _needs_grad([input, hx, cx, *params])
 

@@ -39,8 +39,19 @@ inline namespace FASTRNN_CELL_NAMESPACE {
 
 // ---- scalar activations (SIMD types provide the same four functions for themselves) ----
 
-FASTRNN_HOST_DEVICE float sigmoid(float x) { return 1.0f / (1.0f + ::expf(-x)); }
-FASTRNN_HOST_DEVICE double sigmoid(double x) { return 1.0 / (1.0 + ::exp(-x)); }
+// sigmoid from e = exp(-|x|), which cannot overflow: 1 / (1 + e) for x >= 0, e / (1 + e) below,
+// so the result keeps its relative accuracy far into the negative tail (NaN takes the second
+// branch and stays NaN). The SIMD versions use the same form.
+FASTRNN_HOST_DEVICE float sigmoid(float x) {
+  const float e = ::expf(-::fabsf(x));
+  const float s = 1.0f / (1.0f + e);
+  return x >= 0.0f ? s : e * s;
+}
+FASTRNN_HOST_DEVICE double sigmoid(double x) {
+  const double e = ::exp(-::fabs(x));
+  const double s = 1.0 / (1.0 + e);
+  return x >= 0.0 ? s : e * s;
+}
 FASTRNN_HOST_DEVICE float tanh(float x) { return ::tanhf(x); }
 FASTRNN_HOST_DEVICE double tanh(double x) { return ::tanh(x); }
 // NaN passes through, as in torch.relu.

@@ -1,0 +1,96 @@
+"""The main job: swap torch.nn's RNN modules for fastrnn's on one shape and time both.
+
+    python -m benchmarks.quick                       # LSTM, GRU, RNN at T=100, B=64, I=H=512
+    python -m benchmarks.quick --cells LSTM --steps 50 --batch 32 --hidden 256
+
+For each cell it times inference forward (eval, no grad) and training forward+backward, with
+torch.nn and fastrnn holding the same weights, measured alternately (torch, fastrnn, fastrnn,
+torch, ...) so drifts in machine speed hit both alike. Prints median milliseconds, the speedup
+(torch time / fastrnn time) and achieved GFLOP/s, counting 2*T*B*gates*H*(I+H) FLOPs for a
+forward and three times that for forward+backward.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+
+import torch
+from torch import nn
+from torch.utils import benchmark
+
+import fastrnn
+from fastrnn import _C
+
+GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def alternate_medians(runs: dict[str, benchmark.Timer], repeats: int) -> dict[str, float]:
+    """Median seconds of single runs of each timer, taken in alternating order."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    names = list(runs)
+    for name in names:  # warm-up
+        runs[name].timeit(1)
+    for i in range(repeats):
+        for name in (names if i % 2 == 0 else names[::-1]):
+            times[name].append(runs[name].timeit(1).median)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cells", nargs="+", default=["LSTM", "GRU", "RNN"], choices=list(GATES))
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--input", type=int, default=512)
+    parser.add_argument("--hidden", type=int, default=512)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    T, B, I, H = args.steps, args.batch, args.input, args.hidden
+
+    print(f"machine: {cpu_name()}, {args.threads} threads; torch {torch.__version__}; "
+          f"fastrnn {fastrnn.__version__} (CPU kernels: {_C.cpu_isa()}, GEMM: {_C.cpu_gemm_backend()})")
+    print(f"shape: T={T} B={B} I={I} H={H}, float32, 1 layer; median of {args.repeats} alternating runs\n")
+    print("| cell | mode | torch.nn ms | fastrnn ms | speedup | torch.nn GFLOP/s | fastrnn GFLOP/s |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for cell in args.cells:
+        torch.manual_seed(0)
+        reference = getattr(nn, cell)(I, H)
+        fast = getattr(fastrnn, cell)(I, H)
+        fast.load_state_dict(reference.state_dict())
+        x = torch.randn(T, B, I)
+        x_grad = x.clone().requires_grad_()
+        flops = 2 * T * B * GATES[cell] * H * (I + H)
+        modes = {
+            "inference fwd": ("with torch.no_grad(): m(x)", x, flops, False),
+            "training fwd+bwd": ("m(x)[0].sum().backward()", x_grad, 3 * flops, True),
+        }
+        for mode, (stmt, data, mode_flops, train) in modes.items():
+            for module in (reference, fast):
+                module.train(train)
+            timers = {name: benchmark.Timer(stmt, globals={"m": module, "x": data, "torch": torch},
+                                            num_threads=args.threads)
+                      for name, module in (("torch", reference), ("fastrnn", fast))}
+            median = alternate_medians(timers, args.repeats)
+            t_ref, t_fast = median["torch"], median["fastrnn"]
+            print(f"| {cell} | {mode} | {t_ref * 1e3:.2f} | {t_fast * 1e3:.2f} | "
+                  f"{t_ref / t_fast:.2f}x | {mode_flops / t_ref / 1e9:.1f} | "
+                  f"{mode_flops / t_fast / 1e9:.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

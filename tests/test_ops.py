@@ -1,0 +1,210 @@
+"""The registered ops themselves: against the pure-PyTorch reference (padded and packed, both
+directions, LSTM projection), gradcheck in fp64, torch.library.opcheck, and their own checks of
+bad arguments."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import fastrnn  # noqa: F401
+from fastrnn import _ops, _reference
+
+from utils import randn
+
+CELLS = ["rnn_tanh", "rnn_relu", "lstm", "gru"]
+GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
+
+
+def make_args(cell, generator, *, steps=4, batch=3, input_size=5, hidden=6, proj=0, bias=True,
+              packed=False, reverse=False, train=True, dtype=torch.float64, requires_grad=False):
+    """Random arguments for the forward op of `cell`, as a dict in schema order."""
+    out = proj or hidden
+    gates = GATES[cell] * hidden
+    if packed:
+        # Sorted, non-increasing lengths with the first sequence running the whole time.
+        lengths = sorted(torch.randint(1, steps + 1, (batch,), generator=generator).tolist(),
+                         reverse=True)
+        lengths[0] = steps
+        batch_sizes = torch.tensor([sum(1 for n in lengths if n > t) for t in range(steps)])
+        input = randn(generator, int(batch_sizes.sum()), input_size, dtype=dtype)
+    else:
+        batch_sizes = None
+        input = randn(generator, steps, batch, input_size, dtype=dtype)
+
+    def param(*shape):
+        return (randn(generator, *shape, dtype=dtype) * 0.5).requires_grad_(requires_grad)
+
+    args = {"input": input.requires_grad_(requires_grad),
+            "hx": param(batch, out)}
+    if cell == "lstm":
+        args["cx"] = param(batch, hidden)
+    args["w_ih"] = param(gates, input_size)
+    args["w_hh"] = param(gates, out)
+    args["b_ih"] = param(gates) if bias else None
+    args["b_hh"] = param(gates) if bias else None
+    if cell == "lstm":
+        args["w_hr"] = param(proj, hidden) if proj else None
+    args["batch_sizes"] = batch_sizes
+    args["reverse"] = reverse
+    if cell in ("lstm", "gru"):
+        args["train"] = train
+    return args
+
+
+def forward_op(cell):
+    return getattr(torch.ops.fastrnn, f"{cell}_forward").default
+
+
+def backward_op(cell):
+    return getattr(torch.ops.fastrnn, f"{cell}_backward").default
+
+
+def reference(cell, args):
+    a = dict(args)
+    a.pop("train", None)
+    if cell.startswith("rnn"):
+        return _reference.rnn_layer(**a, nonlinearity=cell[4:])
+    return getattr(_reference, f"{cell}_layer")(**a)
+
+
+CONFIGS = [
+    dict(),
+    dict(reverse=True),
+    dict(bias=False),
+    dict(packed=True),
+    dict(packed=True, reverse=True),
+    dict(steps=1),
+    dict(batch=1, hidden=17),
+]
+LSTM_PROJ = [dict(proj=4), dict(proj=4, packed=True, reverse=True), dict(proj=3, bias=False)]
+
+
+def cases():
+    for cell in CELLS:
+        for config in CONFIGS + (LSTM_PROJ if cell == "lstm" else []):
+            yield pytest.param(cell, config, id=f"{cell}-" + ("-".join(f"{k}={v}" for k, v in
+                                                                      config.items()) or "plain"))
+
+
+@pytest.mark.parametrize("cell,config", list(cases()))
+def test_forward_and_backward_match_reference(cell, config, generator):
+    args = make_args(cell, generator, requires_grad=True, **config)
+    outputs = forward_op(cell)(*args.values())
+    n_results = 3 if cell == "lstm" else 2
+    expected = reference(cell, args)
+    for actual, wanted in zip(outputs[:n_results], expected):
+        torch.testing.assert_close(actual, wanted, rtol=1e-10, atol=1e-10)
+    # Gradients of every differentiable input, for random output and final-state gradients.
+    grads_out = [randn(generator, *t.shape, dtype=t.dtype) for t in expected]
+    differentiable = [v for v in args.values() if isinstance(v, torch.Tensor) and v.requires_grad]
+    actual_grads = torch.autograd.grad(outputs[:n_results], differentiable, grads_out)
+    expected_grads = torch.autograd.grad(expected, differentiable, grads_out)
+    for actual, wanted in zip(actual_grads, expected_grads):
+        torch.testing.assert_close(actual, wanted, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("cell,config", list(cases()))
+def test_gradcheck(cell, config, generator):
+    # Smaller sizes: gradcheck perturbs every input element one at a time.
+    config = {"batch": 2, "input_size": 3, **config, "steps": min(config.get("steps", 3), 3),
+              "hidden": 4, "proj": min(config.get("proj", 0), 3)}
+    args = make_args(cell, generator, requires_grad=True, **config)
+    names = [k for k, v in args.items() if isinstance(v, torch.Tensor) and v.requires_grad]
+    n_results = 3 if cell == "lstm" else 2
+
+    def fn(*tensors):
+        call = dict(args, **dict(zip(names, tensors)))
+        return forward_op(cell)(*call.values())[:n_results]
+
+    assert torch.autograd.gradcheck(fn, [args[k] for k in names])
+
+
+@pytest.mark.parametrize("cell,config", list(cases()))
+def test_opcheck(cell, config, generator):
+    args = make_args(cell, generator, requires_grad=True, **config)
+    torch.library.opcheck(forward_op(cell), tuple(args.values()))
+    if "train" in args:
+        no_grad_args = {k: (v.detach() if isinstance(v, torch.Tensor) else v) for k, v in args.items()}
+        no_grad_args["train"] = False
+        torch.library.opcheck(forward_op(cell), tuple(no_grad_args.values()))
+
+    # The backward op, on what its forward saved.
+    detached = {k: (v.detach() if isinstance(v, torch.Tensor) else v) for k, v in args.items()}
+    results = forward_op(cell)(*detached.values())
+    output = results[0]
+    grads = [randn(generator, *t.shape, dtype=t.dtype) for t in results[:3 if cell == "lstm" else 2]]
+    d = detached
+    if cell == "lstm":
+        back = (*grads, d["input"], d["hx"], d["cx"], d["w_ih"], d["w_hh"], d["w_hr"], output,
+                results[3], d["batch_sizes"], d["reverse"])
+    elif cell == "gru":
+        back = (*grads, d["input"], d["hx"], d["w_ih"], d["w_hh"], output, results[2],
+                d["batch_sizes"], d["reverse"])
+    else:
+        back = (*grads, d["input"], d["hx"], d["w_ih"], d["w_hh"], output, d["batch_sizes"],
+                d["reverse"])
+    for input_grad in (True, False):
+        torch.library.opcheck(backward_op(cell), back + (input_grad,))
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_workspace_fully_written(cell, generator):
+    """Under FASTRNN_DEBUG_POISON (set by conftest) buffers start as NaN: none may be left."""
+    for config in CONFIGS:
+        args = make_args(cell, generator, dtype=torch.float32, **config)
+        results = forward_op(cell)(*args.values())
+        workspace = results[-1]
+        assert workspace.shape == (results[0].numel() // results[0].shape[-1],
+                                   _ops.WORKSPACE_BLOCKS[cell] * args["hx"].shape[1])
+        assert not torch.isnan(workspace).any()
+
+
+def test_backward_after_inference_forward_is_a_clear_error(generator):
+    args = make_args("lstm", generator, train=False)
+    output, hy, cy, workspace = forward_op("lstm")(*args.values())
+    assert workspace.shape == (0,)
+    with pytest.raises(RuntimeError, match="workspace is empty"):
+        backward_op("lstm")(output, hy, cy, args["input"], args["hx"], args["cx"], args["w_ih"],
+                            args["w_hh"], None, output, workspace, None, False, True)
+
+
+BAD_ARGUMENTS = [
+    ("input rank", lambda a: a.update(input=a["input"][0]), "input must be 3-D"),
+    ("input size", lambda a: a.update(input=a["input"][..., :-1]), "input.size\\(-1\\) must equal"),
+    ("hx shape", lambda a: a.update(hx=a["hx"][:, :-1]), "expected hx of shape"),
+    ("hx batch", lambda a: a.update(hx=a["hx"][:-1]), "expected hx of shape"),
+    ("w_hh shape", lambda a: a.update(w_hh=a["w_hh"][:, :-1]), "expected w_hh of shape"),
+    ("w_ih rows", lambda a: a.update(w_ih=a["w_ih"][:-1]),
+     "w_ih must be 2-D|expected w_hh of shape"),
+    ("bias shape", lambda a: a.update(b_ih=a["b_ih"][:-1]), "expected b_ih of shape"),
+    ("dtype mix", lambda a: a.update(hx=a["hx"].float()), "hx has dtype Float but input"),
+    ("int input", lambda a: a.update(input=a["input"].long()), "floating-point input"),
+    ("half on cpu", lambda a: a.update(**{k: v.half() for k, v in a.items()
+                                          if isinstance(v, torch.Tensor) and v.is_floating_point()}),
+     "CPU kernels support float32 and float64"),
+    ("batch_sizes sum", lambda a: a.update(batch_sizes=torch.tensor([3, 3, 3, 2]),
+                                           input=a["input"].reshape(-1, a["input"].shape[-1])),
+     "batch_sizes sum to 11 but input has 12 rows"),
+    ("batch_sizes order", lambda a: a.update(batch_sizes=torch.tensor([3, 2, 3, 3, 1]),
+                                             input=a["input"].reshape(-1, a["input"].shape[-1])),
+     "non-increasing"),
+    ("batch_sizes zero", lambda a: a.update(batch_sizes=torch.tensor([3, 3, 3, 3, 0]),
+                                            input=a["input"].reshape(-1, a["input"].shape[-1])),
+     "must be positive"),
+    ("batch_sizes dtype", lambda a: a.update(batch_sizes=torch.tensor([3., 3., 3., 3.]),
+                                             input=a["input"].reshape(-1, a["input"].shape[-1])),
+     "1-D int64 CPU tensor"),
+    ("batch_sizes vs hx", lambda a: a.update(batch_sizes=torch.tensor([2, 2, 2, 2, 2, 2]),
+                                             input=a["input"].reshape(-1, a["input"].shape[-1])),
+     "expected hx of shape"),
+]
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("name,corrupt,message", BAD_ARGUMENTS, ids=[b[0] for b in BAD_ARGUMENTS])
+def test_bad_arguments_raise_clear_errors(cell, name, corrupt, message, generator):
+    args = make_args(cell, generator)
+    corrupt(args)
+    with pytest.raises(RuntimeError, match=message):
+        forward_op(cell)(*args.values())

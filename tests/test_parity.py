@@ -1,0 +1,155 @@
+"""fastrnn's modules against torch.nn loaded with the same state_dict: outputs, final states and
+the gradients of the input, the initial states and every parameter, over the whole
+configuration matrix."""
+
+import pytest
+import torch
+
+from utils import MODES, assert_results_close, make_pair, randn, run_with_grads
+
+INPUT, HIDDEN, STEPS, BATCH = 5, 19, 5, 3  # HIDDEN 19: full SIMD blocks plus a masked tail
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["fp64", "fp32"])
+@pytest.mark.parametrize("initial_state", [True, False], ids=["hx", "no_hx"])
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
+@pytest.mark.parametrize("batch_first", [False, True], ids=["seq_first", "batch_first"])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("num_layers", [1, 2, 3])
+@pytest.mark.parametrize("mode", MODES)
+def test_module_matches_torch(mode, num_layers, bidirectional, batch_first, bias, initial_state,
+                              dtype, generator):
+    reference, fast = make_pair(mode, INPUT, HIDDEN, num_layers, bias=bias, batch_first=batch_first,
+                                bidirectional=bidirectional, dtype=dtype)
+    directions = 2 if bidirectional else 1
+    shape = (BATCH, STEPS, INPUT) if batch_first else (STEPS, BATCH, INPUT)
+    x = randn(generator, *shape, dtype=dtype)
+    state_shape = (num_layers * directions, BATCH, HIDDEN)
+    n_states = 2 if mode == "LSTM" else 1
+    hx = None
+    if initial_state:
+        states = tuple(randn(generator, *state_shape, dtype=dtype) for _ in range(n_states))
+        hx = states if mode == "LSTM" else states[0]
+    out_shape = shape[:2] + (directions * HIDDEN,)
+    grad_output = randn(generator, *out_shape, dtype=dtype)
+    grad_state = [randn(generator, *state_shape, dtype=dtype) for _ in range(n_states)]
+
+    expected = run_with_grads(reference, x, hx, grad_output, grad_state)
+    actual = run_with_grads(fast, x, hx, grad_output, grad_state)
+    assert_results_close(actual, expected, dtype)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_threaded_steps_match_torch(mode, generator):
+    """Steps big enough (batch * hidden >= 32768) to be split across threads."""
+    torch.set_num_threads(2)
+    reference, fast = make_pair(mode, 3, 512, 1)
+    x = randn(generator, 3, 70, 3)
+    grad_output = randn(generator, 3, 70, 512)
+    grad_state = [randn(generator, 1, 70, 512) for _ in range(2 if mode == "LSTM" else 1)]
+    expected = run_with_grads(reference, x, None, grad_output, grad_state)
+    actual = run_with_grads(fast, x, None, grad_output, grad_state)
+    assert_results_close(actual, expected, torch.float32)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_unbatched_input_matches_torch(mode, generator):
+    reference, fast = make_pair(mode, INPUT, HIDDEN, 2, dtype=torch.float64)
+    x = randn(generator, STEPS, INPUT, dtype=torch.float64)
+    n_states = 2 if mode == "LSTM" else 1
+    states = tuple(randn(generator, 2, HIDDEN, dtype=torch.float64) for _ in range(n_states))
+    hx = states if mode == "LSTM" else states[0]
+    grad_output = randn(generator, STEPS, HIDDEN, dtype=torch.float64)
+    grad_state = [randn(generator, 2, HIDDEN, dtype=torch.float64) for _ in range(n_states)]
+    expected = run_with_grads(reference, x, hx, grad_output, grad_state)
+    actual = run_with_grads(fast, x, hx, grad_output, grad_state)
+    assert_results_close(actual, expected, torch.float64)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_inference_without_grad_matches_torch(mode, generator):
+    """Under no_grad the LSTM and GRU ops run with train=False and save no workspace."""
+    reference, fast = make_pair(mode, INPUT, HIDDEN, 2, bidirectional=True)
+    x = randn(generator, STEPS, BATCH, INPUT)
+    with torch.no_grad():
+        expected_output, expected_state = reference(x)
+        output, state = fast(x)
+    torch.testing.assert_close(output, expected_output, rtol=1e-5, atol=1e-5)
+    for a, b in zip(flatten(state), flatten(expected_state)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def flatten(state):
+    return list(state) if isinstance(state, tuple) else [state]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_dropout_matches_torch(mode, generator):
+    """Inter-layer dropout in training mode draws from torch's RNG exactly as torch.nn."""
+    reference, fast = make_pair(mode, INPUT, HIDDEN, 3, dropout=0.5, dtype=torch.float64)
+    x = randn(generator, STEPS, BATCH, INPUT, dtype=torch.float64)
+    grad_output = randn(generator, STEPS, BATCH, HIDDEN, dtype=torch.float64)
+    grad_state = [randn(generator, 3, BATCH, HIDDEN, dtype=torch.float64)
+                  for _ in range(2 if mode == "LSTM" else 1)]
+    torch.manual_seed(1234)
+    expected = run_with_grads(reference, x, None, grad_output, grad_state)
+    torch.manual_seed(1234)
+    actual = run_with_grads(fast, x, None, grad_output, grad_state)
+    assert_results_close(actual, expected, torch.float64)
+    # Dropout really ran: a different seed gives a different output, and eval mode none at all.
+    torch.manual_seed(4321)
+    other = run_with_grads(fast, x, None, grad_output, grad_state)
+    assert not torch.allclose(other["output"], actual["output"])
+    reference.eval()
+    fast.eval()
+    torch.testing.assert_close(fast(x)[0], reference(x)[0], rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("enforce_sorted", [True, False], ids=["sorted", "unsorted"])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("mode", MODES)
+def test_packed_sequence_matches_torch(mode, bidirectional, enforce_sorted, generator):
+    """PackedSequence input runs the kernels in packed layout; hx is permuted by sorted_indices
+    and h_n un-permuted, as torch.nn does."""
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    dtype = torch.float64
+    reference, fast = make_pair(mode, INPUT, HIDDEN, 2, bidirectional=bidirectional, dtype=dtype)
+    lengths = torch.tensor([3, 5, 1, 4])
+    if enforce_sorted:
+        lengths = lengths.sort(descending=True).values
+    directions = 2 if bidirectional else 1
+    padded = randn(generator, 5, 4, INPUT, dtype=dtype)
+    n_states = 2 if mode == "LSTM" else 1
+    states = tuple(randn(generator, 2 * directions, 4, HIDDEN, dtype=dtype) for _ in range(n_states))
+
+    def run(module):
+        x = padded.clone().requires_grad_()
+        h = tuple(s.clone().requires_grad_() for s in states)
+        packed = pack_padded_sequence(x, lengths, enforce_sorted=enforce_sorted)
+        output, final = module(packed, h if mode == "LSTM" else h[0])
+        finals = list(final) if mode == "LSTM" else [final]
+        loss = (output.data * torch.arange(output.data.numel(), dtype=dtype).reshape(
+            output.data.shape).sin()).sum() + sum((f * (i + 2)).sum() for i, f in enumerate(finals))
+        grads = torch.autograd.grad(loss, [x, *h, *module.parameters()])
+        return [output.data, output.batch_sizes, *finals, *grads]
+
+    for actual, expected in zip(run(fast), run(reference)):
+        torch.testing.assert_close(actual, expected, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_lstm_projection_matches_torch(num_layers, bidirectional, generator):
+    dtype = torch.float64
+    reference, fast = make_pair("LSTM", INPUT, HIDDEN, num_layers, bidirectional=bidirectional,
+                                proj_size=7, dtype=dtype)
+    directions = 2 if bidirectional else 1
+    x = randn(generator, STEPS, BATCH, INPUT, dtype=dtype)
+    hx = (randn(generator, num_layers * directions, BATCH, 7, dtype=dtype),
+          randn(generator, num_layers * directions, BATCH, HIDDEN, dtype=dtype))
+    grad_output = randn(generator, STEPS, BATCH, 7 * directions, dtype=dtype)
+    grad_state = [randn(generator, *h.shape, dtype=dtype) for h in hx]
+    expected = run_with_grads(reference, x, hx, grad_output, grad_state)
+    actual = run_with_grads(fast, x, hx, grad_output, grad_state)
+    assert_results_close(actual, expected, dtype)

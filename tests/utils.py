@@ -1,0 +1,69 @@
+"""Helpers shared by the tests: random data, tolerances, running a module with every gradient."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+import fastrnn
+
+MODES = ["RNN_TANH", "RNN_RELU", "LSTM", "GRU"]
+
+# DESIGN.md: fp64 ~1e-10 relative, fp32 ~1e-5 relative (atol covers values near zero).
+TOLERANCES = {torch.float64: dict(rtol=1e-10, atol=1e-10), torch.float32: dict(rtol=1e-5, atol=1e-5)}
+
+
+def make_pair(mode: str, *args, **kwargs) -> tuple[nn.Module, nn.Module]:
+    """A torch.nn module and its fastrnn twin holding the same weights."""
+    if mode.startswith("RNN"):
+        kwargs["nonlinearity"] = "tanh" if mode == "RNN_TANH" else "relu"
+        torch_cls, fast_cls = nn.RNN, fastrnn.RNN
+    else:
+        torch_cls, fast_cls = getattr(nn, mode), getattr(fastrnn, mode)
+    reference = torch_cls(*args, **kwargs)
+    fast = fast_cls(*args, **kwargs)
+    fast.load_state_dict(reference.state_dict())
+    return reference, fast
+
+
+def randn(generator: torch.Generator, *shape: int, dtype=torch.float32) -> Tensor:
+    return torch.randn(*shape, generator=generator, dtype=torch.float64).to(dtype)
+
+
+def flatten_state(state) -> list[Tensor]:
+    return list(state) if isinstance(state, tuple) else [state]
+
+
+def run_with_grads(module: nn.Module, input: Tensor, hx, grad_output: Tensor,
+                   grad_state: Sequence[Tensor]) -> dict[str, Tensor]:
+    """Runs module(input, hx) and backpropagates the given output and final-state gradients.
+    Returns the outputs, final states and the gradients of input, initial states and every
+    parameter, keyed by name."""
+    input = input.detach().clone().requires_grad_()
+    states = None
+    if hx is not None:
+        states = tuple(h.detach().clone().requires_grad_() for h in flatten_state(hx))
+        hx = states if isinstance(hx, tuple) else states[0]
+    output, final = module(input, hx)
+    finals = flatten_state(final)
+    loss = (output * grad_output).sum() + sum((f * g).sum() for f, g in zip(finals, grad_state))
+    names = [name for name, _ in module.named_parameters()]
+    wrt = [input, *(states or ()), *module.parameters()]
+    grads = torch.autograd.grad(loss, wrt)
+    result = {"output": output.detach()}
+    result.update({f"final_{i}": f.detach() for i, f in enumerate(finals)})
+    result["grad_input"] = grads[0]
+    for i in range(len(states or ())):
+        result[f"grad_state_{i}"] = grads[1 + i]
+    for name, grad in zip(names, grads[1 + len(states or ()):]):
+        result[f"grad_{name}"] = grad
+    return result
+
+
+def assert_results_close(actual: dict[str, Tensor], expected: dict[str, Tensor], dtype) -> None:
+    assert actual.keys() == expected.keys()
+    for key in expected:
+        torch.testing.assert_close(actual[key], expected[key], **TOLERANCES[dtype],
+                                   msg=lambda m, key=key: f"{key}: {m}")
