@@ -50,6 +50,14 @@ def _grad_input_like(input: Tensor, input_grad: bool) -> Tensor:
 # ---- fake kernels ----
 
 
+def _single_state_backward_fake(input: Tensor, hx: Tensor, w_ih: Tensor, w_hh: Tensor,
+                                input_grad: bool) -> tuple[Tensor, ...]:
+    """Gradients of the RNN and GRU backward ops: input, hx, w_ih, w_hh, b_ih, b_hh."""
+    gates = w_ih.shape[0]
+    return (_grad_input_like(input, input_grad), torch.empty_like(hx), torch.empty_like(w_ih),
+            torch.empty_like(w_hh), w_ih.new_empty((gates,)), w_ih.new_empty((gates,)))
+
+
 def _register_rnn_fakes(name: str) -> None:
     @torch.library.register_fake(f"fastrnn::{name}_forward")
     def _(input, hx, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse):
@@ -58,15 +66,7 @@ def _register_rnn_fakes(name: str) -> None:
 
     @torch.library.register_fake(f"fastrnn::{name}_backward")
     def _(grad_output, grad_hy, input, hx, w_ih, w_hh, output, batch_sizes, reverse, input_grad):
-        gates = w_ih.shape[0]
-        return (
-            _grad_input_like(input, input_grad),
-            torch.empty_like(hx),
-            torch.empty_like(w_ih),
-            torch.empty_like(w_hh),
-            w_ih.new_empty((gates,)),
-            w_ih.new_empty((gates,)),
-        )
+        return _single_state_backward_fake(input, hx, w_ih, w_hh, input_grad)
 
 
 _register_rnn_fakes("rnn_tanh")
@@ -104,15 +104,7 @@ def _(input, hx, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, train):
 
 @torch.library.register_fake("fastrnn::gru_backward")
 def _(grad_output, grad_hy, input, hx, w_ih, w_hh, output, workspace, batch_sizes, reverse, input_grad):
-    gates = w_ih.shape[0]
-    return (
-        _grad_input_like(input, input_grad),
-        torch.empty_like(hx),
-        torch.empty_like(w_ih),
-        torch.empty_like(w_hh),
-        w_ih.new_empty((gates,)),
-        w_ih.new_empty((gates,)),
-    )
+    return _single_state_backward_fake(input, hx, w_ih, w_hh, input_grad)
 
 
 # ---- autograd ----

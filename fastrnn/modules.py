@@ -211,44 +211,54 @@ class RNNBase(nn.Module):
             self.bias, self.num_layers, self.dropout, self.training, self.bidirectional,
             self.batch_first, batch_sizes)
 
-    def _forward_single_state(self, name: str, dim_message: str, input: Tensor | PackedSequence,
-                              hx: Tensor | None) -> tuple[Tensor | PackedSequence, Tensor]:
-        """forward of RNN and GRU: one state tensor, checked as torch.nn checks it."""
+    def _forward_states(self, input: Tensor | PackedSequence, states: list[Tensor] | None,
+                        state_sizes: list[int], dim_message: str
+                        ) -> tuple[Tensor | PackedSequence, list[Tensor]]:
+        """The forward of all three modules, over a list of state tensors (LSTM: h and c), with
+        torch.nn's checks and messages and its handling of packed and unbatched input."""
         orig_input = input
+        lstm = len(state_sizes) == 2
         if isinstance(orig_input, PackedSequence):
             input, batch_sizes, sorted_indices, unsorted_indices = orig_input
-            if hx is None:
-                hx = self._zeros(input, int(batch_sizes[0]), self.hidden_size)
-            else:
-                hx = self.permute_hidden(hx, sorted_indices)
+            if states is None:
+                states = [self._zeros(input, int(batch_sizes[0]), size) for size in state_sizes]
+            elif sorted_indices is not None:
+                states = [_apply_permutation(state, sorted_indices) for state in states]
             is_batched, batch_dim = True, 1
         else:
             batch_sizes = sorted_indices = unsorted_indices = None
             if input.dim() not in (2, 3):
-                raise ValueError(dim_message.format(name=name, dim=input.dim()))
+                raise ValueError(dim_message.format(dim=input.dim()))
             is_batched = input.dim() == 3
             batch_dim = 0 if self.batch_first else 1
             if not is_batched:
                 input = input.unsqueeze(batch_dim)
-                if hx is not None:
-                    if hx.dim() != 2:
-                        raise RuntimeError("For unbatched 2-D input, hx should also be 2-D but "
-                                           f"got {hx.dim()}-D tensor")
-                    hx = hx.unsqueeze(1)
-            elif hx is not None and hx.dim() != 3:
-                raise RuntimeError("For batched 3-D input, hx should also be 3-D but got "
-                                   f"{hx.dim()}-D tensor")
-            if hx is None:
-                hx = self._zeros(input, self._mini_batch(input, None), self.hidden_size)
-        self.check_forward_args(input, hx, batch_sizes)
-        output, hidden, _ = self._run(input, hx, None, batch_sizes)
+            if states is None:
+                batch = self._mini_batch(input, None)
+                states = [self._zeros(input, batch, size) for size in state_sizes]
+            else:
+                rank = 3 if is_batched else 2
+                if any(state.dim() != rank for state in states):
+                    kind = "batched 3-D" if is_batched else "unbatched 2-D"
+                    if lstm:
+                        raise RuntimeError(
+                            f"For {kind} input, hx and cx should also be {rank}-D but got "
+                            f"({states[0].dim()}-D, {states[1].dim()}-D) tensors")
+                    raise RuntimeError(f"For {kind} input, hx should also be {rank}-D but got "
+                                       f"{states[0].dim()}-D tensor")
+                if not is_batched:
+                    states = [state.unsqueeze(1) for state in states]
+        self.check_forward_args(input, tuple(states) if lstm else states[0], batch_sizes)
+        output, h_n, c_n = self._run(input, states[0], states[1] if lstm else None, batch_sizes)
+        finals = [h_n, c_n] if lstm else [h_n]
         if isinstance(orig_input, PackedSequence):
-            packed = PackedSequence(output, batch_sizes, sorted_indices, unsorted_indices)
-            return packed, self.permute_hidden(hidden, unsorted_indices)
+            if unsorted_indices is not None:
+                finals = [_apply_permutation(final, unsorted_indices) for final in finals]
+            return PackedSequence(output, batch_sizes, sorted_indices, unsorted_indices), finals
         if not is_batched:
             output = output.squeeze(batch_dim)
-            hidden = hidden.squeeze(1)
-        return output, hidden
+            finals = [final.squeeze(1) for final in finals]
+        return output, finals
 
 
 class RNN(RNNBase):
@@ -278,8 +288,10 @@ class RNN(RNNBase):
 
     def forward(self, input: Tensor | PackedSequence,
                 hx: Tensor | None = None) -> tuple[Tensor | PackedSequence, Tensor]:
-        return self._forward_single_state(
-            "RNN", "{name}: Expected input to be 2D or 3D, got {dim}D tensor instead", input, hx)
+        output, (h_n,) = self._forward_states(
+            input, None if hx is None else [hx], [self.hidden_size],
+            "RNN: Expected input to be 2D or 3D, got {dim}D tensor instead")
+        return output, h_n
 
 
 class GRU(RNNBase):
@@ -297,8 +309,10 @@ class GRU(RNNBase):
 
     def forward(self, input: Tensor | PackedSequence,
                 hx: Tensor | None = None) -> tuple[Tensor | PackedSequence, Tensor]:
-        return self._forward_single_state(
-            "GRU", "{name}: Expected input to be 2D or 3D, got {dim}D instead", input, hx)
+        output, (h_n,) = self._forward_states(
+            input, None if hx is None else [hx], [self.hidden_size],
+            "GRU: Expected input to be 2D or 3D, got {dim}D instead")
+        return output, h_n
 
 
 class LSTM(RNNBase):
@@ -334,45 +348,8 @@ class LSTM(RNNBase):
 
     def forward(self, input: Tensor | PackedSequence, hx: tuple[Tensor, Tensor] | None = None
                 ) -> tuple[Tensor | PackedSequence, tuple[Tensor, Tensor]]:
-        orig_input = input
         real_hidden_size = self.proj_size if self.proj_size > 0 else self.hidden_size
-        if isinstance(orig_input, PackedSequence):
-            input, batch_sizes, sorted_indices, unsorted_indices = orig_input
-            if hx is None:
-                batch = int(batch_sizes[0])
-                hx = (self._zeros(input, batch, real_hidden_size),
-                      self._zeros(input, batch, self.hidden_size))
-            else:
-                hx = self.permute_hidden(hx, sorted_indices)
-            is_batched, batch_dim = True, 1
-        else:
-            batch_sizes = sorted_indices = unsorted_indices = None
-            if input.dim() not in (2, 3):
-                raise ValueError(f"LSTM: Expected input to be 2D or 3D, got {input.dim()}D instead")
-            is_batched = input.dim() == 3
-            batch_dim = 0 if self.batch_first else 1
-            if not is_batched:
-                input = input.unsqueeze(batch_dim)
-            if hx is None:
-                batch = self._mini_batch(input, None)
-                hx = (self._zeros(input, batch, real_hidden_size),
-                      self._zeros(input, batch, self.hidden_size))
-            elif is_batched:
-                if hx[0].dim() != 3 or hx[1].dim() != 3:
-                    raise RuntimeError("For batched 3-D input, hx and cx should also be 3-D but "
-                                       f"got ({hx[0].dim()}-D, {hx[1].dim()}-D) tensors")
-            else:
-                if hx[0].dim() != 2 or hx[1].dim() != 2:
-                    raise RuntimeError("For unbatched 2-D input, hx and cx should also be 2-D but "
-                                       f"got ({hx[0].dim()}-D, {hx[1].dim()}-D) tensors")
-                hx = (hx[0].unsqueeze(1), hx[1].unsqueeze(1))
-        self.check_forward_args(input, hx, batch_sizes)
-        output, h_n, c_n = self._run(input, hx[0], hx[1], batch_sizes)
-        assert c_n is not None
-        if isinstance(orig_input, PackedSequence):
-            packed = PackedSequence(output, batch_sizes, sorted_indices, unsorted_indices)
-            return packed, self.permute_hidden((h_n, c_n), unsorted_indices)
-        if not is_batched:
-            output = output.squeeze(batch_dim)
-            h_n, c_n = h_n.squeeze(1), c_n.squeeze(1)
+        output, (h_n, c_n) = self._forward_states(
+            input, None if hx is None else [hx[0], hx[1]], [real_hidden_size, self.hidden_size],
+            "LSTM: Expected input to be 2D or 3D, got {dim}D instead")
         return output, (h_n, c_n)
