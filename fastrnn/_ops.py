@@ -9,7 +9,7 @@ This module adds what torch.compile, torch.export and autograd need on top:
 
 Shapes (one layer, one direction; see csrc/ops/schemas.cpp):
     input        [T, B, I], or [N, I] with batch_sizes [T] (packed, int64, CPU)
-    hx           [B, P]           cx  [B, H] (LSTM)
+    hx           [B, P]           cx  [B, H] (LSTM); either may be None (zeros)
     output       [T, B, P] or [N, P]
     workspace    [N, 5H] (LSTM) or [N, 4H] (GRU) when train=True, else [0]
 with P = proj_size for an LSTM with projection (w_hr [P, H]), else H.
@@ -47,22 +47,59 @@ def _grad_input_like(input: Tensor, input_grad: bool) -> Tensor:
     return torch.empty_like(input) if input_grad else input.new_empty((0,))
 
 
+def _batch(input: Tensor, batch_sizes: Tensor | None):
+    """Rows of the state: B of a padded input; batch_sizes[0] of a packed one, which only the
+    data knows, so under tracing it is a fresh (unbacked) symbolic size, at least 1."""
+    if batch_sizes is None:
+        return input.shape[1]
+    ctx = torch.library.get_ctx()
+    shape_env = getattr(ctx, "_shape_env", None)
+    if shape_env is not None and not shape_env.allow_dynamic_output_shape_ops:
+        # ctx.new_dynamic_size refuses unless torch._dynamo.config.capture_dynamic_output_shape_ops
+        # is set, which would make torch.compile break the graph at every packed call without an
+        # initial state. The size is only the batch of the returned final state, which inductor
+        # handles like any unbacked size, so allocate it directly.
+        from torch._library.fake_impl import allocate_size
+
+        return allocate_size(shape_env, min_val=1)
+    return ctx.new_dynamic_size(min=1)
+
+
+def _final_states(input: Tensor, batch_sizes: Tensor | None,
+                  states: list[tuple[Tensor | None, int]]) -> list[Tensor]:
+    """Final states shaped like the given initial ones, or [B, size] where none was given."""
+    batch = None
+    finals = []
+    for state, size in states:
+        if state is not None:
+            finals.append(torch.empty_like(state))
+            continue
+        if batch is None:
+            batch = _batch(input, batch_sizes)
+        finals.append(input.new_empty((batch, size)))
+    return finals
+
+
+
+
 # ---- fake kernels ----
 
 
-def _single_state_backward_fake(input: Tensor, hx: Tensor, w_ih: Tensor, w_hh: Tensor,
+def _single_state_backward_fake(input: Tensor, hx: Tensor | None, w_ih: Tensor, w_hh: Tensor,
                                 input_grad: bool) -> tuple[Tensor, ...]:
     """Gradients of the RNN and GRU backward ops: input, hx, w_ih, w_hh, b_ih, b_hh."""
     gates = w_ih.shape[0]
-    return (_grad_input_like(input, input_grad), torch.empty_like(hx), torch.empty_like(w_ih),
+    grad_hx = torch.empty_like(hx) if hx is not None else w_ih.new_empty((0,))
+    return (_grad_input_like(input, input_grad), grad_hx, torch.empty_like(w_ih),
             torch.empty_like(w_hh), w_ih.new_empty((gates,)), w_ih.new_empty((gates,)))
 
 
 def _register_rnn_fakes(name: str) -> None:
     @torch.library.register_fake(f"fastrnn::{name}_forward")
     def _(input, hx, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse):
-        output = input.new_empty(_sequence_shape(input, batch_sizes, hx.shape[1]))
-        return output, torch.empty_like(hx)
+        output = input.new_empty(_sequence_shape(input, batch_sizes, w_hh.shape[1]))
+        (hy,) = _final_states(input, batch_sizes, [(hx, w_hh.shape[1])])
+        return output, hy
 
     @torch.library.register_fake(f"fastrnn::{name}_backward")
     def _(grad_output, grad_hy, input, hx, w_ih, w_hh, output, batch_sizes, reverse, input_grad):
@@ -75,9 +112,10 @@ _register_rnn_fakes("rnn_relu")
 
 @torch.library.register_fake("fastrnn::lstm_forward")
 def _(input, hx, cx, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, train):
-    output = input.new_empty(_sequence_shape(input, batch_sizes, hx.shape[1]))
-    workspace = _workspace("lstm", input, batch_sizes, cx.shape[1], train)
-    return output, torch.empty_like(hx), torch.empty_like(cx), workspace
+    hidden, out = w_ih.shape[0] // 4, w_hh.shape[1]
+    output = input.new_empty(_sequence_shape(input, batch_sizes, out))
+    hy, cy = _final_states(input, batch_sizes, [(hx, out), (cx, hidden)])
+    return output, hy, cy, _workspace("lstm", input, batch_sizes, hidden, train)
 
 
 @torch.library.register_fake("fastrnn::lstm_backward")
@@ -86,8 +124,8 @@ def _(grad_output, grad_hy, grad_cy, input, hx, cx, w_ih, w_hh, w_hr, output, wo
     gates = w_ih.shape[0]
     return (
         _grad_input_like(input, input_grad),
-        torch.empty_like(hx),
-        torch.empty_like(cx),
+        torch.empty_like(hx) if hx is not None else w_ih.new_empty((0,)),
+        torch.empty_like(cx) if cx is not None else w_ih.new_empty((0,)),
         torch.empty_like(w_ih),
         torch.empty_like(w_hh),
         w_ih.new_empty((gates,)),
@@ -98,8 +136,10 @@ def _(grad_output, grad_hy, grad_cy, input, hx, cx, w_ih, w_hh, w_hr, output, wo
 
 @torch.library.register_fake("fastrnn::gru_forward")
 def _(input, hx, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, train):
-    output = input.new_empty(_sequence_shape(input, batch_sizes, hx.shape[1]))
-    return output, torch.empty_like(hx), _workspace("gru", input, batch_sizes, hx.shape[1], train)
+    hidden = w_hh.shape[1]
+    output = input.new_empty(_sequence_shape(input, batch_sizes, hidden))
+    (hy,) = _final_states(input, batch_sizes, [(hx, hidden)])
+    return output, hy, _workspace("gru", input, batch_sizes, hidden, train)
 
 
 @torch.library.register_fake("fastrnn::gru_backward")
@@ -110,12 +150,12 @@ def _(grad_output, grad_hy, input, hx, w_ih, w_hh, output, workspace, batch_size
 # ---- autograd ----
 
 
-def _grad_or_zeros(grad: Tensor | None, like: Tensor) -> Tensor:
-    return torch.zeros_like(like) if grad is None else grad
+def _if(condition: bool, grad: Tensor) -> Tensor | None:
+    return grad if condition else None
 
 
 def _bias_grads(ctx, grad_b_ih: Tensor, grad_b_hh: Tensor) -> tuple[Tensor | None, Tensor | None]:
-    return (grad_b_ih if ctx.has_b_ih else None, grad_b_hh if ctx.has_b_hh else None)
+    return (_if(ctx.has_b_ih, grad_b_ih), _if(ctx.has_b_hh, grad_b_hh))
 
 
 def _register_rnn_autograd(name: str) -> None:
@@ -129,13 +169,11 @@ def _register_rnn_autograd(name: str) -> None:
 
     def backward(ctx, grad_output, grad_hy):
         input, hx, w_ih, w_hh, output, batch_sizes = ctx.saved_tensors
-        grads = backward_op(
-            _grad_or_zeros(grad_output, output), _grad_or_zeros(grad_hy, hx), input, hx, w_ih,
-            w_hh, output, batch_sizes, ctx.reverse, ctx.needs_input_grad[0],
-        )
+        grads = backward_op(grad_output, grad_hy, input, hx, w_ih, w_hh, output, batch_sizes,
+                            ctx.reverse, ctx.needs_input_grad[0])
         grad_input, grad_hx, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh = grads
-        return (grad_input if ctx.needs_input_grad[0] else None, grad_hx, grad_w_ih, grad_w_hh,
-                *_bias_grads(ctx, grad_b_ih, grad_b_hh), None, None)
+        return (_if(ctx.needs_input_grad[0], grad_input), _if(hx is not None, grad_hx), grad_w_ih,
+                grad_w_hh, *_bias_grads(ctx, grad_b_ih, grad_b_hh), None, None)
 
     torch.library.register_autograd(
         f"fastrnn::{name}_forward", backward, setup_context=setup_context
@@ -156,14 +194,13 @@ def _lstm_setup_context(ctx, inputs, output):
 def _lstm_backward(ctx, grad_output, grad_hy, grad_cy, grad_workspace):
     input, hx, cx, w_ih, w_hh, w_hr, output, workspace, batch_sizes = ctx.saved_tensors
     grads = torch.ops.fastrnn.lstm_backward.default(
-        _grad_or_zeros(grad_output, output), _grad_or_zeros(grad_hy, hx),
-        _grad_or_zeros(grad_cy, cx), input, hx, cx, w_ih, w_hh, w_hr, output, workspace,
-        batch_sizes, ctx.reverse, ctx.needs_input_grad[0],
-    )
+        grad_output, grad_hy, grad_cy, input, hx, cx, w_ih, w_hh, w_hr, output, workspace,
+        batch_sizes, ctx.reverse, ctx.needs_input_grad[0])
     grad_input, grad_hx, grad_cx, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh, grad_w_hr = grads
-    return (grad_input if ctx.needs_input_grad[0] else None, grad_hx, grad_cx, grad_w_ih,
-            grad_w_hh, *_bias_grads(ctx, grad_b_ih, grad_b_hh),
-            grad_w_hr if w_hr is not None else None, None, None, None)
+    return (_if(ctx.needs_input_grad[0], grad_input), _if(hx is not None, grad_hx),
+            _if(cx is not None, grad_cx), grad_w_ih, grad_w_hh,
+            *_bias_grads(ctx, grad_b_ih, grad_b_hh), _if(w_hr is not None, grad_w_hr),
+            None, None, None)
 
 
 torch.library.register_autograd(
@@ -181,12 +218,11 @@ def _gru_setup_context(ctx, inputs, output):
 def _gru_backward(ctx, grad_output, grad_hy, grad_workspace):
     input, hx, w_ih, w_hh, output, workspace, batch_sizes = ctx.saved_tensors
     grads = torch.ops.fastrnn.gru_backward.default(
-        _grad_or_zeros(grad_output, output), _grad_or_zeros(grad_hy, hx), input, hx, w_ih, w_hh,
-        output, workspace, batch_sizes, ctx.reverse, ctx.needs_input_grad[0],
-    )
+        grad_output, grad_hy, input, hx, w_ih, w_hh, output, workspace, batch_sizes, ctx.reverse,
+        ctx.needs_input_grad[0])
     grad_input, grad_hx, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh = grads
-    return (grad_input if ctx.needs_input_grad[0] else None, grad_hx, grad_w_ih, grad_w_hh,
-            *_bias_grads(ctx, grad_b_ih, grad_b_hh), None, None, None)
+    return (_if(ctx.needs_input_grad[0], grad_input), _if(hx is not None, grad_hx), grad_w_ih,
+            grad_w_hh, *_bias_grads(ctx, grad_b_ih, grad_b_hh), None, None, None)
 
 
 torch.library.register_autograd(

@@ -9,8 +9,8 @@ direction, and matches the corresponding ``torch._VF`` call of torch.nn:
 ``params`` is the flat weight list in torch.nn's order (``module._flat_weights``): per layer and
 direction ``w_ih, w_hh[, b_ih, b_hh][, w_hr]``. ``input`` is [T, B, I] ([B, T, I] with
 ``batch_first``) or, when ``batch_sizes`` is given, the packed data [N, I] of a PackedSequence.
-``hx`` is [L * D, B, P] (LSTM: ``(h0, c0)`` with c0 [L * D, B, H]); the returned final states
-have the same shapes. Dropout (probability ``dropout``, only when ``training``) is applied to the
+``hx`` is [L * D, B, P] (LSTM: ``(h0, c0)`` with c0 [L * D, B, H]), or None for zeros; the
+returned final states have those shapes. Dropout (probability ``dropout``, only when ``training``) is applied to the
 output of every layer but the last, drawing from torch's RNG as torch.nn does.
 """
 
@@ -31,7 +31,7 @@ def _needs_grad(tensors: Sequence[Tensor | None]) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
-def _stack(cell: str, input: Tensor, hx: Tensor, cx: Tensor | None, params: Sequence[Tensor],
+def _stack(cell: str, input: Tensor, hx: Tensor | None, cx: Tensor | None, params: Sequence[Tensor],
            has_biases: bool, num_layers: int, dropout: float, training: bool,
            bidirectional: bool, batch_first: bool,
            batch_sizes: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
@@ -57,21 +57,21 @@ def _stack(cell: str, input: Tensor, hx: Tensor, cx: Tensor | None, params: Sequ
             b_ih, b_hh = (weights[2], weights[3]) if has_biases else (None, None)
             w_hr = weights[-1] if has_projection else None
             reverse = direction == 1
+            h0 = hx[index] if hx is not None else None
             if cell == "lstm":
-                assert cx is not None
+                c0 = cx[index] if cx is not None else None
                 y, hy, cy, _ = torch.ops.fastrnn.lstm_forward(
-                    layer_input, hx[index], cx[index], w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes,
-                    reverse, train)
+                    layer_input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, train)
                 c_n.append(cy)
             elif cell == "gru":
                 y, hy, _ = torch.ops.fastrnn.gru_forward(
-                    layer_input, hx[index], w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, train)
+                    layer_input, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, train)
             elif cell == "rnn_tanh":
                 y, hy = torch.ops.fastrnn.rnn_tanh_forward(
-                    layer_input, hx[index], w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse)
+                    layer_input, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse)
             else:
                 y, hy = torch.ops.fastrnn.rnn_relu_forward(
-                    layer_input, hx[index], w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse)
+                    layer_input, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse)
             outputs.append(y)
             h_n.append(hy)
         layer_input = outputs[0] if directions == 1 else torch.cat(outputs, dim=-1)
@@ -84,7 +84,7 @@ def _stack(cell: str, input: Tensor, hx: Tensor, cx: Tensor | None, params: Sequ
     return output, torch.stack(h_n), (torch.stack(c_n) if cell == "lstm" else None)
 
 
-def rnn_tanh(input: Tensor, hx: Tensor, params: Sequence[Tensor], has_biases: bool,
+def rnn_tanh(input: Tensor, hx: Tensor | None, params: Sequence[Tensor], has_biases: bool,
              num_layers: int, dropout: float, training: bool, bidirectional: bool,
              batch_first: bool = False, batch_sizes: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Elman RNN with tanh: ``h_t = tanh(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh)``."""
@@ -93,7 +93,7 @@ def rnn_tanh(input: Tensor, hx: Tensor, params: Sequence[Tensor], has_biases: bo
     return output, h_n
 
 
-def rnn_relu(input: Tensor, hx: Tensor, params: Sequence[Tensor], has_biases: bool,
+def rnn_relu(input: Tensor, hx: Tensor | None, params: Sequence[Tensor], has_biases: bool,
              num_layers: int, dropout: float, training: bool, bidirectional: bool,
              batch_first: bool = False, batch_sizes: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Elman RNN with ReLU: ``h_t = relu(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh)``."""
@@ -102,19 +102,20 @@ def rnn_relu(input: Tensor, hx: Tensor, params: Sequence[Tensor], has_biases: bo
     return output, h_n
 
 
-def lstm(input: Tensor, hx: tuple[Tensor, Tensor], params: Sequence[Tensor], has_biases: bool,
+def lstm(input: Tensor, hx: tuple[Tensor, Tensor] | None, params: Sequence[Tensor], has_biases: bool,
          num_layers: int, dropout: float, training: bool, bidirectional: bool,
          batch_first: bool = False,
          batch_sizes: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """LSTM (gate order i, f, g, o), with an optional projection ``h_t = W_hr (o * tanh(c_t))``
     when ``params`` carries ``w_hr`` for each layer and direction. Returns (output, h_n, c_n)."""
-    output, h_n, c_n = _stack("lstm", input, hx[0], hx[1], params, has_biases, num_layers,
+    h0, c0 = hx if hx is not None else (None, None)
+    output, h_n, c_n = _stack("lstm", input, h0, c0, params, has_biases, num_layers,
                               dropout, training, bidirectional, batch_first, batch_sizes)
     assert c_n is not None
     return output, h_n, c_n
 
 
-def gru(input: Tensor, hx: Tensor, params: Sequence[Tensor], has_biases: bool, num_layers: int,
+def gru(input: Tensor, hx: Tensor | None, params: Sequence[Tensor], has_biases: bool, num_layers: int,
         dropout: float, training: bool, bidirectional: bool, batch_first: bool = False,
         batch_sizes: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """GRU (gate order r, z, n) with torch's ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))``."""

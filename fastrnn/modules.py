@@ -198,12 +198,7 @@ class RNNBase(nn.Module):
             return int(batch_sizes[0])
         return input.size(0) if self.batch_first else input.size(1)
 
-    def _zeros(self, input: Tensor, batch: int, size: int) -> Tensor:
-        num_directions = 2 if self.bidirectional else 1
-        return torch.zeros(self.num_layers * num_directions, batch, size, dtype=input.dtype,
-                           device=input.device)
-
-    def _run(self, input: Tensor, hx: Tensor, cx: Tensor | None,
+    def _run(self, input: Tensor, hx: Tensor | None, cx: Tensor | None,
              batch_sizes: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
         cell = {"RNN_TANH": "rnn_tanh", "RNN_RELU": "rnn_relu", "LSTM": "lstm", "GRU": "gru"}
         return functional._stack(
@@ -220,9 +215,7 @@ class RNNBase(nn.Module):
         lstm = len(state_sizes) == 2
         if isinstance(orig_input, PackedSequence):
             input, batch_sizes, sorted_indices, unsorted_indices = orig_input
-            if states is None:
-                states = [self._zeros(input, int(batch_sizes[0]), size) for size in state_sizes]
-            elif sorted_indices is not None:
+            if states is not None and sorted_indices is not None:
                 states = [_apply_permutation(state, sorted_indices) for state in states]
             is_batched, batch_dim = True, 1
         else:
@@ -233,10 +226,7 @@ class RNNBase(nn.Module):
             batch_dim = 0 if self.batch_first else 1
             if not is_batched:
                 input = input.unsqueeze(batch_dim)
-            if states is None:
-                batch = self._mini_batch(input, None)
-                states = [self._zeros(input, batch, size) for size in state_sizes]
-            else:
+            if states is not None:
                 rank = 3 if is_batched else 2
                 if any(state.dim() != rank for state in states):
                     kind = "batched 3-D" if is_batched else "unbatched 2-D"
@@ -248,8 +238,18 @@ class RNNBase(nn.Module):
                                        f"{states[0].dim()}-D tensor")
                 if not is_batched:
                     states = [state.unsqueeze(1) for state in states]
-        self.check_forward_args(input, tuple(states) if lstm else states[0], batch_sizes)
-        output, h_n, c_n = self._run(input, states[0], states[1] if lstm else None, batch_sizes)
+        if states is None:
+            # No initial state: the ops start from zeros of the right shape, so only the input
+            # needs checking (and a packed batch never has to be read: torch.compile-friendly).
+            self.check_input(input, batch_sizes)
+        elif batch_sizes is not None and torch.compiler.is_compiling():
+            # batch_sizes[0] is data that tracing cannot read; the ops check the states' shapes.
+            self.check_input(input, batch_sizes)
+        else:
+            self.check_forward_args(input, tuple(states) if lstm else states[0], batch_sizes)
+        h0 = states[0] if states is not None else None
+        c0 = states[1] if states is not None and lstm else None
+        output, h_n, c_n = self._run(input, h0, c0, batch_sizes)
         finals = [h_n, c_n] if lstm else [h_n]
         if isinstance(orig_input, PackedSequence):
             if unsorted_indices is not None:

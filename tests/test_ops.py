@@ -208,3 +208,51 @@ def test_bad_arguments_raise_clear_errors(cell, name, corrupt, message, generato
     corrupt(args)
     with pytest.raises(RuntimeError, match=message):
         forward_op(cell)(*args.values())
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_absent_states_and_gradients_are_zeros(cell, packed, generator):
+    """hx / cx = None means zeros; a None output gradient means zero; grad_hx is then empty."""
+    args = make_args(cell, generator, packed=packed, requires_grad=True)
+    zero_args = dict(args, hx=torch.zeros_like(args["hx"]))
+    none_args = dict(args, hx=None)
+    if cell == "lstm":
+        zero_args["cx"] = torch.zeros_like(args["cx"])
+        none_args["cx"] = None
+    with_zeros = forward_op(cell)(*zero_args.values())
+    with_none = forward_op(cell)(*none_args.values())
+    n_results = 3 if cell == "lstm" else 2
+    for a, b in zip(with_none[:n_results], with_zeros[:n_results]):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # Only the output reaches the loss: the final-state gradients arrive as None.
+    grad_output = randn(generator, *with_none[0].shape, dtype=torch.float64)
+    params = [v for k, v in args.items() if k not in ("input", "hx", "cx")
+              and isinstance(v, torch.Tensor) and v.requires_grad]
+    grads_none = torch.autograd.grad(with_none[0], [args["input"], *params], grad_output)
+    grads_zeros = torch.autograd.grad(with_zeros[0], [args["input"], *params], grad_output)
+    for a, b in zip(grads_none, grads_zeros):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # The backward op itself: no hx, no gradients given, returns an empty grad_hx.
+    d = {k: (v.detach() if isinstance(v, torch.Tensor) else v) for k, v in none_args.items()}
+    results = forward_op(cell)(*d.values())
+    if cell == "lstm":
+        grads = backward_op(cell)(None, None, None, d["input"], None, None, d["w_ih"], d["w_hh"],
+                                  d["w_hr"], results[0], results[3], d["batch_sizes"], False, True)
+        assert grads[1].shape == (0,) and grads[2].shape == (0,)
+    else:
+        extra = (results[2],) if cell == "gru" else ()
+        grads = backward_op(cell)(None, None, d["input"], None, d["w_ih"], d["w_hh"], results[0],
+                                  *extra, d["batch_sizes"], False, True)
+        assert grads[1].shape == (0,)
+    assert all(torch.all(g == 0) for g in grads if g.numel())  # zero gradients in, zeros out
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_opcheck_without_states(cell, packed, generator):
+    args = make_args(cell, generator, packed=packed, requires_grad=True)
+    args["hx"] = None
+    if cell == "lstm":
+        args["cx"] = None
+    torch.library.opcheck(forward_op(cell), tuple(args.values()))

@@ -94,10 +94,12 @@ LayerSizes check_layer(const char* op, CellKind cell, const LayerTensors& t) {
     s.rows = s.steps * s.batch;
   }
 
-  check_shape(op, "hx", t.hx, {s.batch, s.output});
-  check_same_kind(op, "hx", t.hx, input);
-  if (cell == CellKind::kLstm) {
-    TORCH_CHECK(t.cx != nullptr, op, ": the LSTM needs cx");
+  if (t.hx.has_value()) {
+    check_shape(op, "hx", *t.hx, {s.batch, s.output});
+    check_same_kind(op, "hx", *t.hx, input);
+  }
+  TORCH_CHECK(!t.cx.has_value() || cell == CellKind::kLstm, op, ": cx is only for the LSTM");
+  if (t.cx.has_value()) {
     check_shape(op, "cx", *t.cx, {s.batch, s.hidden});
     check_same_kind(op, "cx", *t.cx, input);
   }

@@ -23,8 +23,8 @@ struct LayerSizes {
 
 struct LayerTensors {
   const at::Tensor& input;
-  const at::Tensor& hx;
-  const at::Tensor* cx;  // LSTM only
+  const std::optional<at::Tensor>& hx;  // absent: zeros
+  const std::optional<at::Tensor>& cx;  // LSTM only; absent: zeros
   const at::Tensor& w_ih;
   const at::Tensor& w_hh;
   const std::optional<at::Tensor>& b_ih;

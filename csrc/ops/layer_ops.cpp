@@ -19,17 +19,23 @@ OptionalTensor contiguous(const OptionalTensor& tensor) {
 
 }  // namespace
 
-LayerCall make_call(const char* op, CellKind cell, const at::Tensor& input, const at::Tensor& hx,
-                    const at::Tensor* cx, const at::Tensor& w_ih, const at::Tensor& w_hh,
+LayerCall make_call(const char* op, CellKind cell, const at::Tensor& input, const OptionalTensor& hx,
+                    const OptionalTensor& cx, const at::Tensor& w_ih, const at::Tensor& w_hh,
                     const OptionalTensor& b_ih, const OptionalTensor& b_hh,
                     const OptionalTensor& w_hr, const OptionalTensor& batch_sizes, bool reverse) {
   LayerCall call;
   call.op = op;
   call.sizes =
       check_layer(op, cell, LayerTensors{input, hx, cx, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes});
+  const LayerSizes& s = call.sizes;
+  const auto options = input.options();
   call.input = input.contiguous();
-  call.hx = hx.contiguous();
-  if (cx != nullptr) call.cx = cx->contiguous();
+  call.hx_given = hx.has_value();
+  call.hx = hx.has_value() ? hx->contiguous() : at::zeros({s.batch, s.output}, options);
+  if (cell == CellKind::kLstm) {
+    call.cx_given = cx.has_value();
+    call.cx = cx.has_value() ? cx->contiguous() : at::zeros({s.batch, s.hidden}, options);
+  }
   call.w_ih = w_ih.contiguous();
   call.w_hh = w_hh.contiguous();
   call.b_ih = contiguous(b_ih);
@@ -55,23 +61,25 @@ ForwardOutputs allocate_forward(CellKind cell, const LayerCall& call, bool train
 }
 
 BackwardInputs check_backward_inputs(CellKind cell, const LayerCall& call,
-                                     const at::Tensor& grad_output, const at::Tensor& grad_hy,
-                                     const at::Tensor* grad_cy, const at::Tensor& output,
-                                     const at::Tensor* workspace) {
+                                     const OptionalTensor& grad_output,
+                                     const OptionalTensor& grad_hy, const OptionalTensor& grad_cy,
+                                     const at::Tensor& output, const at::Tensor* workspace) {
   const LayerSizes& s = call.sizes;
   const char* op = call.op;
+  const auto options = call.input.options();
+  // A gradient that is absent is zero; one that is given must match its output.
+  auto gradient = [&](const char* name, const OptionalTensor& grad, at::IntArrayRef shape) {
+    if (!grad.has_value()) return at::zeros(shape, options);
+    check_like(op, name, *grad, shape, call.input);
+    return grad->contiguous();
+  };
   const std::vector<int64_t> sequence = sequence_shape(s, s.output);
-  check_like(op, "grad_output", grad_output, sequence, call.input);
   check_like(op, "output", output, sequence, call.input);
-  check_like(op, "grad_hy", grad_hy, {s.batch, s.output}, call.input);
   BackwardInputs in;
-  in.grad_output = grad_output.contiguous();
-  in.grad_hy = grad_hy.contiguous();
+  in.grad_output = gradient("grad_output", grad_output, sequence);
+  in.grad_hy = gradient("grad_hy", grad_hy, {s.batch, s.output});
   in.output = output.contiguous();
-  if (cell == CellKind::kLstm) {
-    check_like(op, "grad_cy", *grad_cy, {s.batch, s.hidden}, call.input);
-    in.grad_cy = grad_cy->contiguous();
-  }
+  if (cell == CellKind::kLstm) in.grad_cy = gradient("grad_cy", grad_cy, {s.batch, s.hidden});
   if (workspace != nullptr) {
     TORCH_CHECK(workspace->dim() != 1, op,
                 ": the workspace is empty: its forward call ran with train=False, which saves "
@@ -99,6 +107,14 @@ BackwardOutputs allocate_backward(CellKind cell, const LayerCall& call, bool inp
   out.grad_b_ih = allocate({s.gates}, options);
   out.grad_b_hh = allocate({s.gates}, options);
   return out;
+}
+
+at::Tensor BackwardOutputs::returned_grad_hx(const LayerCall& call) const {
+  return call.hx_given ? grad_hx : at::empty({0}, grad_hx.options());
+}
+
+at::Tensor BackwardOutputs::returned_grad_cx(const LayerCall& call) const {
+  return call.cx_given ? grad_cx : at::empty({0}, grad_cx.options());
 }
 
 }  // namespace fastrnn::ops

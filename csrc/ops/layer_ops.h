@@ -22,13 +22,15 @@ namespace fastrnn::ops {
 
 using OptionalTensor = std::optional<at::Tensor>;
 
-// The forward arguments of one call, checked and made contiguous.
+// The forward arguments of one call, checked and made contiguous. hx (and the LSTM's cx) are
+// zeros when the caller passed none; hx_given / cx_given say whether it did.
 struct LayerCall {
   const char* op;
   LayerSizes sizes;
-  at::Tensor input, hx, cx, w_ih, w_hh;    // cx: LSTM only
+  at::Tensor input, hx, cx, w_ih, w_hh;  // cx: LSTM only
   OptionalTensor b_ih, b_hh, w_hr, batch_sizes;
   bool reverse = false;
+  bool hx_given = false, cx_given = false;
 };
 
 struct ForwardOutputs {
@@ -40,22 +42,27 @@ struct BackwardInputs {
 };
 
 struct BackwardOutputs {
-  at::Tensor grad_input;  // undefined storage-wise ([0]) when not requested
+  at::Tensor grad_input;  // [0] when not requested
   at::Tensor grad_hx, grad_cx, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh, grad_w_hr;
   bool input_grad = false;
+
+  // What the op returns for hx / cx: their gradient, or [0] when the call had no hx / cx.
+  at::Tensor returned_grad_hx(const LayerCall& call) const;
+  at::Tensor returned_grad_cx(const LayerCall& call) const;
 };
 
-LayerCall make_call(const char* op, CellKind cell, const at::Tensor& input, const at::Tensor& hx,
-                    const at::Tensor* cx, const at::Tensor& w_ih, const at::Tensor& w_hh,
+LayerCall make_call(const char* op, CellKind cell, const at::Tensor& input, const OptionalTensor& hx,
+                    const OptionalTensor& cx, const at::Tensor& w_ih, const at::Tensor& w_hh,
                     const OptionalTensor& b_ih, const OptionalTensor& b_hh,
                     const OptionalTensor& w_hr, const OptionalTensor& batch_sizes, bool reverse);
 
 ForwardOutputs allocate_forward(CellKind cell, const LayerCall& call, bool train);
 
+// Absent gradients (outputs that did not reach the loss) are zeros.
 BackwardInputs check_backward_inputs(CellKind cell, const LayerCall& call,
-                                     const at::Tensor& grad_output, const at::Tensor& grad_hy,
-                                     const at::Tensor* grad_cy, const at::Tensor& output,
-                                     const at::Tensor* workspace);
+                                     const OptionalTensor& grad_output,
+                                     const OptionalTensor& grad_hy, const OptionalTensor& grad_cy,
+                                     const at::Tensor& output, const at::Tensor* workspace);
 
 BackwardOutputs allocate_backward(CellKind cell, const LayerCall& call, bool input_grad);
 
@@ -82,14 +89,14 @@ constexpr const char* backward_op_name(CellKind cell) {
 // ---- adapters from the op schemas (schemas.cpp) to Device::forward / Device::backward ----
 
 template <class Device, CellKind kCell>
-std::tuple<at::Tensor, at::Tensor> rnn_forward_op(const at::Tensor& input, const at::Tensor& hx,
+std::tuple<at::Tensor, at::Tensor> rnn_forward_op(const at::Tensor& input, const OptionalTensor& hx,
                                                   const at::Tensor& w_ih, const at::Tensor& w_hh,
                                                   const OptionalTensor& b_ih,
                                                   const OptionalTensor& b_hh,
                                                   const OptionalTensor& batch_sizes,
                                                   bool reverse) {
   const char* op = forward_op_name(kCell);
-  const LayerCall call = make_call(op, kCell, input, hx, nullptr, w_ih, w_hh, b_ih, b_hh,
+  const LayerCall call = make_call(op, kCell, input, hx, std::nullopt, w_ih, w_hh, b_ih, b_hh,
                                    std::nullopt, batch_sizes, reverse);
   Device::check_dtype(op, call.input);
   const ForwardOutputs out = allocate_forward(kCell, call, /*train=*/false);
@@ -99,31 +106,32 @@ std::tuple<at::Tensor, at::Tensor> rnn_forward_op(const at::Tensor& input, const
 
 template <class Device, CellKind kCell>
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
-rnn_backward_op(const at::Tensor& grad_output, const at::Tensor& grad_hy, const at::Tensor& input,
-                const at::Tensor& hx, const at::Tensor& w_ih, const at::Tensor& w_hh,
-                const at::Tensor& output, const OptionalTensor& batch_sizes, bool reverse,
-                bool input_grad) {
+rnn_backward_op(const OptionalTensor& grad_output, const OptionalTensor& grad_hy,
+                const at::Tensor& input, const OptionalTensor& hx, const at::Tensor& w_ih,
+                const at::Tensor& w_hh, const at::Tensor& output,
+                const OptionalTensor& batch_sizes, bool reverse, bool input_grad) {
   const char* op = backward_op_name(kCell);
-  const LayerCall call = make_call(op, kCell, input, hx, nullptr, w_ih, w_hh, std::nullopt,
+  const LayerCall call = make_call(op, kCell, input, hx, std::nullopt, w_ih, w_hh, std::nullopt,
                                    std::nullopt, std::nullopt, batch_sizes, reverse);
   Device::check_dtype(op, call.input);
-  const BackwardInputs in =
-      check_backward_inputs(kCell, call, grad_output, grad_hy, nullptr, output, nullptr);
+  const BackwardInputs in = check_backward_inputs(kCell, call, grad_output, grad_hy,
+                                                  std::nullopt, output, nullptr);
   const BackwardOutputs out = allocate_backward(kCell, call, input_grad);
   Device::template backward<kCell>(call, in, out);
-  return {out.grad_input, out.grad_hx, out.grad_w_ih, out.grad_w_hh, out.grad_b_ih,
-          out.grad_b_hh};
+  return {out.grad_input, out.returned_grad_hx(call), out.grad_w_ih, out.grad_w_hh,
+          out.grad_b_ih,  out.grad_b_hh};
 }
 
 template <class Device>
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_forward_op(
-    const at::Tensor& input, const at::Tensor& hx, const at::Tensor& cx, const at::Tensor& w_ih,
-    const at::Tensor& w_hh, const OptionalTensor& b_ih, const OptionalTensor& b_hh,
-    const OptionalTensor& w_hr, const OptionalTensor& batch_sizes, bool reverse, bool train) {
+    const at::Tensor& input, const OptionalTensor& hx, const OptionalTensor& cx,
+    const at::Tensor& w_ih, const at::Tensor& w_hh, const OptionalTensor& b_ih,
+    const OptionalTensor& b_hh, const OptionalTensor& w_hr, const OptionalTensor& batch_sizes,
+    bool reverse, bool train) {
   constexpr CellKind kCell = CellKind::kLstm;
   const char* op = forward_op_name(kCell);
   const LayerCall call =
-      make_call(op, kCell, input, hx, &cx, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse);
+      make_call(op, kCell, input, hx, cx, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse);
   Device::check_dtype(op, call.input);
   const ForwardOutputs out = allocate_forward(kCell, call, train);
   Device::template forward<kCell>(call, out);
@@ -133,33 +141,34 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_forward_op(
 template <class Device>
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
            at::Tensor>
-lstm_backward_op(const at::Tensor& grad_output, const at::Tensor& grad_hy,
-                 const at::Tensor& grad_cy, const at::Tensor& input, const at::Tensor& hx,
-                 const at::Tensor& cx, const at::Tensor& w_ih, const at::Tensor& w_hh,
-                 const OptionalTensor& w_hr, const at::Tensor& output,
+lstm_backward_op(const OptionalTensor& grad_output, const OptionalTensor& grad_hy,
+                 const OptionalTensor& grad_cy, const at::Tensor& input,
+                 const OptionalTensor& hx, const OptionalTensor& cx, const at::Tensor& w_ih,
+                 const at::Tensor& w_hh, const OptionalTensor& w_hr, const at::Tensor& output,
                  const at::Tensor& workspace, const OptionalTensor& batch_sizes, bool reverse,
                  bool input_grad) {
   constexpr CellKind kCell = CellKind::kLstm;
   const char* op = backward_op_name(kCell);
-  const LayerCall call = make_call(op, kCell, input, hx, &cx, w_ih, w_hh, std::nullopt,
+  const LayerCall call = make_call(op, kCell, input, hx, cx, w_ih, w_hh, std::nullopt,
                                    std::nullopt, w_hr, batch_sizes, reverse);
   Device::check_dtype(op, call.input);
   const BackwardInputs in =
-      check_backward_inputs(kCell, call, grad_output, grad_hy, &grad_cy, output, &workspace);
+      check_backward_inputs(kCell, call, grad_output, grad_hy, grad_cy, output, &workspace);
   const BackwardOutputs out = allocate_backward(kCell, call, input_grad);
   Device::template backward<kCell>(call, in, out);
-  return {out.grad_input, out.grad_hx,   out.grad_cx,   out.grad_w_ih,
-          out.grad_w_hh,  out.grad_b_ih, out.grad_b_hh, out.grad_w_hr};
+  return {out.grad_input,  out.returned_grad_hx(call), out.returned_grad_cx(call),
+          out.grad_w_ih,   out.grad_w_hh,              out.grad_b_ih,
+          out.grad_b_hh,   out.grad_w_hr};
 }
 
 template <class Device>
 std::tuple<at::Tensor, at::Tensor, at::Tensor> gru_forward_op(
-    const at::Tensor& input, const at::Tensor& hx, const at::Tensor& w_ih, const at::Tensor& w_hh,
-    const OptionalTensor& b_ih, const OptionalTensor& b_hh, const OptionalTensor& batch_sizes,
-    bool reverse, bool train) {
+    const at::Tensor& input, const OptionalTensor& hx, const at::Tensor& w_ih,
+    const at::Tensor& w_hh, const OptionalTensor& b_ih, const OptionalTensor& b_hh,
+    const OptionalTensor& batch_sizes, bool reverse, bool train) {
   constexpr CellKind kCell = CellKind::kGru;
   const char* op = forward_op_name(kCell);
-  const LayerCall call = make_call(op, kCell, input, hx, nullptr, w_ih, w_hh, b_ih, b_hh,
+  const LayerCall call = make_call(op, kCell, input, hx, std::nullopt, w_ih, w_hh, b_ih, b_hh,
                                    std::nullopt, batch_sizes, reverse);
   Device::check_dtype(op, call.input);
   const ForwardOutputs out = allocate_forward(kCell, call, train);
@@ -169,21 +178,21 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gru_forward_op(
 
 template <class Device>
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
-gru_backward_op(const at::Tensor& grad_output, const at::Tensor& grad_hy, const at::Tensor& input,
-                const at::Tensor& hx, const at::Tensor& w_ih, const at::Tensor& w_hh,
-                const at::Tensor& output, const at::Tensor& workspace,
+gru_backward_op(const OptionalTensor& grad_output, const OptionalTensor& grad_hy,
+                const at::Tensor& input, const OptionalTensor& hx, const at::Tensor& w_ih,
+                const at::Tensor& w_hh, const at::Tensor& output, const at::Tensor& workspace,
                 const OptionalTensor& batch_sizes, bool reverse, bool input_grad) {
   constexpr CellKind kCell = CellKind::kGru;
   const char* op = backward_op_name(kCell);
-  const LayerCall call = make_call(op, kCell, input, hx, nullptr, w_ih, w_hh, std::nullopt,
+  const LayerCall call = make_call(op, kCell, input, hx, std::nullopt, w_ih, w_hh, std::nullopt,
                                    std::nullopt, std::nullopt, batch_sizes, reverse);
   Device::check_dtype(op, call.input);
-  const BackwardInputs in =
-      check_backward_inputs(kCell, call, grad_output, grad_hy, nullptr, output, &workspace);
+  const BackwardInputs in = check_backward_inputs(kCell, call, grad_output, grad_hy,
+                                                  std::nullopt, output, &workspace);
   const BackwardOutputs out = allocate_backward(kCell, call, input_grad);
   Device::template backward<kCell>(call, in, out);
-  return {out.grad_input, out.grad_hx,   out.grad_w_ih,
-          out.grad_w_hh,  out.grad_b_ih, out.grad_b_hh};
+  return {out.grad_input, out.returned_grad_hx(call), out.grad_w_ih,
+          out.grad_w_hh,  out.grad_b_ih,              out.grad_b_hh};
 }
 
 // Registers every layer op of `Device` in a TORCH_LIBRARY_IMPL block.
