@@ -38,9 +38,11 @@ def _rows(input: Tensor, batch_sizes: Tensor | None) -> int:
 
 
 def _workspace(cell: str, input: Tensor, batch_sizes: Tensor | None, hidden: int, train: bool) -> Tensor:
+    # float32 for float16/bfloat16 input: saved gates and cell states keep full precision
+    dtype = torch.float32 if input.dtype in (torch.float16, torch.bfloat16) else input.dtype
     if not train:
-        return input.new_empty((0,))
-    return input.new_empty((_rows(input, batch_sizes), WORKSPACE_BLOCKS[cell] * hidden))
+        return input.new_empty((0,), dtype=dtype)
+    return input.new_empty((_rows(input, batch_sizes), WORKSPACE_BLOCKS[cell] * hidden), dtype=dtype)
 
 
 def _grad_input_like(input: Tensor, input_grad: bool) -> Tensor:

@@ -2,6 +2,8 @@
 the gradients of the input, the initial states and every parameter, over the whole
 configuration matrix."""
 
+import copy
+
 import pytest
 import torch
 
@@ -153,3 +155,27 @@ def test_lstm_projection_matches_torch(num_layers, bidirectional, generator):
     expected = run_with_grads(reference, x, hx, grad_output, grad_state)
     actual = run_with_grads(fast, x, hx, grad_output, grad_state)
     assert_results_close(actual, expected, dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
+@pytest.mark.parametrize("mode", MODES)
+def test_half_precision_within_twice_torch_error(mode, dtype, generator):
+    """float16/bfloat16 on the CPU: fastrnn keeps state and sums in float32, so its error against
+    float64 must stay within DESIGN.md's bound of twice torch.nn's own error in that dtype."""
+    from utils import assert_within_half_precision_rule
+
+    reference, fast = make_pair(mode, INPUT, HIDDEN, 2, bidirectional=True)
+    x = randn(generator, STEPS, BATCH, INPUT)
+    grad_output = randn(generator, STEPS, BATCH, 2 * HIDDEN)
+    grad_state = [randn(generator, 4, BATCH, HIDDEN) for _ in range(2 if mode == "LSTM" else 1)]
+    # Round the weights and data to the half dtype first, so every run sees the same numbers.
+    reference.to(dtype)
+    fast.load_state_dict(reference.state_dict())
+    x, grad_output = x.to(dtype), grad_output.to(dtype)
+    grad_state = [g.to(dtype) for g in grad_state]
+    exact = run_with_grads(copy.deepcopy(reference).double(), x.double(), None,
+                           grad_output.double(), [g.double() for g in grad_state])
+    theirs = run_with_grads(reference, x, None, grad_output, grad_state)
+    ours = run_with_grads(fast.to(dtype), x, None, grad_output, grad_state)
+    assert all(v.dtype == dtype for v in ours.values())
+    assert_within_half_precision_rule(ours, theirs, exact)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+import pytest
 import torch
 from torch import Tensor, nn
 
@@ -67,3 +68,24 @@ def assert_results_close(actual: dict[str, Tensor], expected: dict[str, Tensor],
     for key in expected:
         torch.testing.assert_close(actual[key], expected[key], **TOLERANCES[dtype],
                                    msg=lambda m, key=key: f"{key}: {m}")
+
+
+def assert_within_half_precision_rule(actual: dict[str, Tensor], torch_same_dtype: dict[str, Tensor],
+                                      reference64: dict[str, Tensor]) -> None:
+    """DESIGN.md's rule for float16/bfloat16: fastrnn's error against a float64 reference is at
+    most twice torch.nn's own error in that dtype, plus 1e-3 (scaled by the tensor's magnitude)."""
+    for key, exact in reference64.items():
+        scale = max(1.0, exact.abs().max().item())
+        ours = (actual[key].double() - exact).abs().max().item()
+        theirs = (torch_same_dtype[key].double() - exact).abs().max().item()
+        assert ours <= 2 * theirs + 1e-3 * scale, f"{key}: fastrnn {ours:.3g} vs torch {theirs:.3g}"
+
+
+def assert_same_error(torch_call: Callable[[], object], fast_call: Callable[[], object],
+                      description: str = "") -> None:
+    """torch_call raises; fast_call must raise the same exception type with the same message."""
+    with pytest.raises(Exception) as expected:
+        torch_call()
+    with pytest.raises(type(expected.value)) as actual:
+        fast_call()
+    assert str(actual.value) == str(expected.value), description

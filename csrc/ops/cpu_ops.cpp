@@ -1,5 +1,5 @@
 // CPU implementations of the layer ops: the device half of layer_ops.h, calling the recurrence
-// driver of csrc/cpu in float32 or float64.
+// driver of csrc/cpu in float32 or float64 (float16 and bfloat16 through float32).
 #include <torch/library.h>
 
 #include "cpu/recurrence.h"
@@ -39,54 +39,131 @@ cpu::LayerWeights<T> weights_of(const LayerCall& call) {
   return w;
 }
 
+template <CellKind kCell, class T>
+void run_forward(const LayerCall& call, const ForwardOutputs& out) {
+  cpu::ForwardIO<T> io;
+  io.x = call.input.data_ptr<T>();
+  io.h0 = call.hx.data_ptr<T>();
+  io.c0 = data_or_null<T>(call.cx);
+  io.y = out.output.data_ptr<T>();
+  io.h_n = out.hy.data_ptr<T>();
+  io.c_n = data_or_null<T>(out.cy);
+  io.workspace = out.workspace.defined() && out.workspace.dim() == 2 ? out.workspace.data_ptr<T>()
+                                                                     : nullptr;
+  cpu::recurrence_forward<kCell, T>(sequence_of(call), weights_of<T>(call), io, call.reverse);
+}
+
+template <CellKind kCell, class T>
+void run_backward(const LayerCall& call, const BackwardInputs& in, const BackwardOutputs& out) {
+  cpu::BackwardIO<T> io;
+  io.dy = in.grad_output.data_ptr<T>();
+  io.dh_n = in.grad_hy.data_ptr<T>();
+  io.dc_n = data_or_null<T>(in.grad_cy);
+  io.x = call.input.data_ptr<T>();
+  io.h0 = call.hx.data_ptr<T>();
+  io.c0 = data_or_null<T>(call.cx);
+  io.y = in.output.data_ptr<T>();
+  io.workspace = data_or_null<T>(in.workspace);
+  io.dx = out.input_grad ? out.grad_input.data_ptr<T>() : nullptr;
+  io.dh0 = out.grad_hx.data_ptr<T>();
+  io.dc0 = data_or_null<T>(out.grad_cx);
+  io.dw_ih = out.grad_w_ih.data_ptr<T>();
+  io.dw_hh = out.grad_w_hh.data_ptr<T>();
+  io.db_ih = out.grad_b_ih.data_ptr<T>();
+  io.db_hh = out.grad_b_hh.data_ptr<T>();
+  io.dw_hr = call.w_hr.has_value() ? out.grad_w_hr.data_ptr<T>() : nullptr;
+  cpu::recurrence_backward<kCell, T>(sequence_of(call), weights_of<T>(call), io, call.reverse);
+}
+
+// ---- float16 and bfloat16: the float32 kernels on float32 copies ----
+// The state and every accumulation stay in float32 for the whole sequence (the workspace is
+// float32 already); results are rounded to the input's dtype once, at the end.
+
+bool is_half(const at::Tensor& t) {
+  return t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16;
+}
+
+at::Tensor to_float(const at::Tensor& t) { return t.defined() ? t.to(at::kFloat) : t; }
+
+OptionalTensor to_float(const OptionalTensor& t) {
+  return t.has_value() ? OptionalTensor(t->to(at::kFloat)) : std::nullopt;
+}
+
+LayerCall float_call(const LayerCall& call) {
+  LayerCall f = call;
+  f.input = to_float(call.input);
+  f.hx = to_float(call.hx);
+  f.cx = to_float(call.cx);
+  f.w_ih = to_float(call.w_ih);
+  f.w_hh = to_float(call.w_hh);
+  f.b_ih = to_float(call.b_ih);
+  f.b_hh = to_float(call.b_hh);
+  f.w_hr = to_float(call.w_hr);
+  return f;
+}
+
+at::Tensor empty_float_like(const at::Tensor& t) {
+  return t.defined() ? at::empty(t.sizes(), t.options().dtype(at::kFloat)) : t;
+}
+
+void copy_into(const at::Tensor& destination, const at::Tensor& source) {
+  if (destination.defined() && destination.numel() > 0) destination.copy_(source);
+}
+
 struct CpuDevice {
   static void check_dtype(const char* op, const at::Tensor& input) {
-    TORCH_CHECK(input.scalar_type() == at::kFloat || input.scalar_type() == at::kDouble, op,
-                ": the CPU kernels support float32 and float64, got ", input.scalar_type());
+    const auto dtype = input.scalar_type();
+    TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble || dtype == at::kHalf ||
+                    dtype == at::kBFloat16,
+                op, ": the CPU kernels support float32, float64, float16 and bfloat16, got ",
+                dtype);
   }
 
   template <CellKind kCell>
   static void forward(const LayerCall& call, const ForwardOutputs& out) {
-    AT_DISPATCH_FLOATING_TYPES(call.input.scalar_type(), forward_op_name(kCell), [&] {
-      cpu::ForwardIO<scalar_t> io;
-      io.x = call.input.data_ptr<scalar_t>();
-      io.h0 = call.hx.data_ptr<scalar_t>();
-      io.c0 = data_or_null<scalar_t>(call.cx);
-      io.y = out.output.data_ptr<scalar_t>();
-      io.h_n = out.hy.data_ptr<scalar_t>();
-      io.c_n = data_or_null<scalar_t>(out.cy);
-      io.workspace = out.workspace.defined() && out.workspace.dim() == 2
-                         ? out.workspace.data_ptr<scalar_t>()
-                         : nullptr;
-      cpu::recurrence_forward<kCell, scalar_t>(sequence_of(call), weights_of<scalar_t>(call), io,
-                                               call.reverse);
-    });
+    if (is_half(call.input)) {
+      ForwardOutputs f;
+      f.output = empty_float_like(out.output);
+      f.hy = empty_float_like(out.hy);
+      f.cy = empty_float_like(out.cy);
+      f.workspace = out.workspace;  // float32 already
+      run_forward<kCell, float>(float_call(call), f);
+      copy_into(out.output, f.output);
+      copy_into(out.hy, f.hy);
+      copy_into(out.cy, f.cy);
+      return;
+    }
+    AT_DISPATCH_FLOATING_TYPES(call.input.scalar_type(), forward_op_name(kCell),
+                               [&] { run_forward<kCell, scalar_t>(call, out); });
   }
 
   template <CellKind kCell>
   static void backward(const LayerCall& call, const BackwardInputs& in,
                        const BackwardOutputs& out) {
-    AT_DISPATCH_FLOATING_TYPES(call.input.scalar_type(), backward_op_name(kCell), [&] {
-      cpu::BackwardIO<scalar_t> io;
-      io.dy = in.grad_output.data_ptr<scalar_t>();
-      io.dh_n = in.grad_hy.data_ptr<scalar_t>();
-      io.dc_n = data_or_null<scalar_t>(in.grad_cy);
-      io.x = call.input.data_ptr<scalar_t>();
-      io.h0 = call.hx.data_ptr<scalar_t>();
-      io.c0 = data_or_null<scalar_t>(call.cx);
-      io.y = in.output.data_ptr<scalar_t>();
-      io.workspace = data_or_null<scalar_t>(in.workspace);
-      io.dx = out.input_grad ? out.grad_input.data_ptr<scalar_t>() : nullptr;
-      io.dh0 = out.grad_hx.data_ptr<scalar_t>();
-      io.dc0 = data_or_null<scalar_t>(out.grad_cx);
-      io.dw_ih = out.grad_w_ih.data_ptr<scalar_t>();
-      io.dw_hh = out.grad_w_hh.data_ptr<scalar_t>();
-      io.db_ih = out.grad_b_ih.data_ptr<scalar_t>();
-      io.db_hh = out.grad_b_hh.data_ptr<scalar_t>();
-      io.dw_hr = call.w_hr.has_value() ? out.grad_w_hr.data_ptr<scalar_t>() : nullptr;
-      cpu::recurrence_backward<kCell, scalar_t>(sequence_of(call), weights_of<scalar_t>(call),
-                                                io, call.reverse);
-    });
+    if (is_half(call.input)) {
+      BackwardInputs f_in = in;
+      f_in.grad_output = to_float(in.grad_output);
+      f_in.grad_hy = to_float(in.grad_hy);
+      f_in.grad_cy = to_float(in.grad_cy);
+      f_in.output = to_float(in.output);
+      BackwardOutputs f = out;
+      for (at::Tensor* t : {&f.grad_input, &f.grad_hx, &f.grad_cx, &f.grad_w_ih, &f.grad_w_hh,
+                            &f.grad_b_ih, &f.grad_b_hh, &f.grad_w_hr}) {
+        *t = empty_float_like(*t);
+      }
+      run_backward<kCell, float>(float_call(call), f_in, f);
+      copy_into(out.grad_input, f.grad_input);
+      copy_into(out.grad_hx, f.grad_hx);
+      copy_into(out.grad_cx, f.grad_cx);
+      copy_into(out.grad_w_ih, f.grad_w_ih);
+      copy_into(out.grad_w_hh, f.grad_w_hh);
+      copy_into(out.grad_b_ih, f.grad_b_ih);
+      copy_into(out.grad_b_hh, f.grad_b_hh);
+      copy_into(out.grad_w_hr, f.grad_w_hr);
+      return;
+    }
+    AT_DISPATCH_FLOATING_TYPES(call.input.scalar_type(), backward_op_name(kCell),
+                               [&] { run_backward<kCell, scalar_t>(call, in, out); });
   }
 };
 

@@ -107,9 +107,11 @@ LayerSizes check_layer(const char* op, CellKind cell, const LayerTensors& t) {
 }
 
 void check_like(const char* op, const char* name, const at::Tensor& tensor,
-                at::IntArrayRef expected_shape, const at::Tensor& reference) {
+                at::IntArrayRef expected_shape, at::ScalarType dtype, at::Device device) {
   check_shape(op, name, tensor, expected_shape);
-  check_same_kind(op, name, tensor, reference);
+  TORCH_CHECK(tensor.scalar_type() == dtype && tensor.device() == device, op, ": expected ", name,
+              " of dtype ", dtype, " on ", device, ", got ", tensor.scalar_type(), " on ",
+              tensor.device());
 }
 
 std::vector<int64_t> sequence_shape(const LayerSizes& sizes, int64_t features) {

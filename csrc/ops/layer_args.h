@@ -39,7 +39,7 @@ LayerSizes check_layer(const char* op, CellKind cell, const LayerTensors& t);
 
 // Checks that a gradient or saved tensor has the expected shape, dtype and device.
 void check_like(const char* op, const char* name, const at::Tensor& tensor,
-                at::IntArrayRef expected_shape, const at::Tensor& reference);
+                at::IntArrayRef expected_shape, at::ScalarType dtype, at::Device device);
 
 // Shape of a sequence matrix with `features` columns: [T, B, F] padded, [rows, F] packed.
 std::vector<int64_t> sequence_shape(const LayerSizes& sizes, int64_t features);

@@ -1,5 +1,7 @@
 #include "ops/layer_ops.h"
 
+#include <ATen/OpMathType.h>
+
 #include "fastrnn/debug.h"
 
 namespace fastrnn::ops {
@@ -55,7 +57,10 @@ ForwardOutputs allocate_forward(CellKind cell, const LayerCall& call, bool train
   if (cell == CellKind::kLstm) out.cy = allocate({s.batch, s.hidden}, options);
   const int64_t blocks = workspace_blocks(cell);
   if (blocks > 0) {
-    out.workspace = train ? allocate({s.rows, blocks * s.hidden}, options) : allocate({0}, options);
+    // Saved gates and cell states stay in float32 for half types (at::opmath_type).
+    const auto workspace_options = options.dtype(at::toOpMathType(call.input.scalar_type()));
+    out.workspace = train ? allocate({s.rows, blocks * s.hidden}, workspace_options)
+                          : allocate({0}, workspace_options);
   }
   return out;
 }
@@ -70,11 +75,11 @@ BackwardInputs check_backward_inputs(CellKind cell, const LayerCall& call,
   // A gradient that is absent is zero; one that is given must match its output.
   auto gradient = [&](const char* name, const OptionalTensor& grad, at::IntArrayRef shape) {
     if (!grad.has_value()) return at::zeros(shape, options);
-    check_like(op, name, *grad, shape, call.input);
+    check_like(op, name, *grad, shape, call.input.scalar_type(), call.input.device());
     return grad->contiguous();
   };
   const std::vector<int64_t> sequence = sequence_shape(s, s.output);
-  check_like(op, "output", output, sequence, call.input);
+  check_like(op, "output", output, sequence, call.input.scalar_type(), call.input.device());
   BackwardInputs in;
   in.grad_output = gradient("grad_output", grad_output, sequence);
   in.grad_hy = gradient("grad_hy", grad_hy, {s.batch, s.output});
@@ -85,7 +90,7 @@ BackwardInputs check_backward_inputs(CellKind cell, const LayerCall& call,
                 ": the workspace is empty: its forward call ran with train=False, which saves "
                 "nothing for backward");
     check_like(op, "workspace", *workspace, {s.rows, workspace_blocks(cell) * s.hidden},
-               call.input);
+               at::toOpMathType(call.input.scalar_type()), call.input.device());
     in.workspace = workspace->contiguous();
   }
   return in;
