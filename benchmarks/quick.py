@@ -2,6 +2,10 @@
 
     python -m benchmarks.quick                       # LSTM, GRU, RNN at T=100, B=64, I=H=512
     python -m benchmarks.quick --cells LSTM --steps 50 --batch 32 --hidden 256
+    python -m benchmarks.quick --packed --batch 32 --input 256 --hidden 256
+
+With --packed the input is a PackedSequence (enforce_sorted=False) whose lengths are drawn
+uniformly from [T/2, T] (seeded), and FLOPs count the real tokens only.
 
 For each cell it times inference forward (eval, no grad) and training forward+backward, with
 torch.nn and fastrnn holding the same weights, measured alternately (torch, fastrnn, fastrnn,
@@ -18,6 +22,7 @@ import statistics
 
 import torch
 from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
 from torch.utils import benchmark
 
 import fastrnn
@@ -58,13 +63,20 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--packed", action="store_true",
+                        help="PackedSequence input with lengths uniform in [T/2, T]")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     T, B, I, H = args.steps, args.batch, args.input, args.hidden
 
     print(f"machine: {cpu_name()}, {args.threads} threads; torch {torch.__version__}; "
           f"fastrnn {fastrnn.__version__} (CPU kernels: {_C.cpu_isa()}, GEMM: {_C.cpu_gemm_backend()})")
-    print(f"shape: T={T} B={B} I={I} H={H}, float32, 1 layer; median of {args.repeats} alternating runs\n")
+    lengths = torch.randint(T // 2, T + 1, (B,), generator=torch.Generator().manual_seed(0))
+    tokens = int(lengths.sum()) if args.packed else T * B
+    layout = (f"packed, lengths uniform in [{T // 2}, {T}] ({tokens} of {T * B} tokens)"
+              if args.packed else "padded")
+    print(f"shape: T={T} B={B} I={I} H={H}, {layout}, float32, 1 layer; "
+          f"median of {args.repeats} alternating runs\n")
     print("| cell | mode | torch.nn ms | fastrnn ms | speedup | torch.nn GFLOP/s | fastrnn GFLOP/s |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for cell in args.cells:
@@ -74,10 +86,14 @@ def main() -> None:
         fast.load_state_dict(reference.state_dict())
         x = torch.randn(T, B, I)
         x_grad = x.clone().requires_grad_()
-        flops = 2 * T * B * GATES[cell] * H * (I + H)
+        if args.packed:
+            x = pack_padded_sequence(x, lengths, enforce_sorted=False)
+            x_grad = x._replace(data=x.data.clone().requires_grad_())  # a leaf: one graph per run
+        flops = 2 * tokens * GATES[cell] * H * (I + H)
         modes = {
             "inference fwd": ("with torch.no_grad(): m(x)", x, flops, False),
-            "training fwd+bwd": ("m(x)[0].sum().backward()", x_grad, 3 * flops, True),
+            "training fwd+bwd": ("out = m(x)[0]; (out if isinstance(out, torch.Tensor) "
+                                 "else out.data).sum().backward()", x_grad, 3 * flops, True),
         }
         for mode, (stmt, data, mode_flops, train) in modes.items():
             for module in (reference, fast):
