@@ -27,6 +27,12 @@ inline V load_or_zero(const T* p, int n) {
   return p ? V::load(p, n) : V(T(0));
 }
 
+// b_ih + b_hh at unit offset j (either may be absent).
+template <class V, class T>
+inline V biases(const T* b_ih, const T* b_hh, int64_t j, int n) {
+  return load_or_zero<V>(b_ih ? b_ih + j : nullptr, n) + load_or_zero<V>(b_hh ? b_hh + j : nullptr, n);
+}
+
 template <class V, class T>
 void lstm_forward(const LstmForwardStep<T>& s) {
   const int64_t H = s.hidden;
@@ -37,10 +43,10 @@ void lstm_forward(const LstmForwardStep<T>& s) {
     T* c_saved = s.c_saved ? s.c_saved.row(r) : nullptr;
     T* y = s.y ? s.y.row(r) : nullptr;
     for_each_block<V>(H, [&](int64_t j, int n) {
-      V i = V::load(gates + j, n) + load_or_zero<V>(s.bias ? s.bias + j : nullptr, n);
-      V f = V::load(gates + H + j, n) + load_or_zero<V>(s.bias ? s.bias + H + j : nullptr, n);
-      V g = V::load(gates + 2 * H + j, n) + load_or_zero<V>(s.bias ? s.bias + 2 * H + j : nullptr, n);
-      V o = V::load(gates + 3 * H + j, n) + load_or_zero<V>(s.bias ? s.bias + 3 * H + j : nullptr, n);
+      V i = V::load(gates + j, n) + biases<V>(s.b_ih, s.b_hh, j, n);
+      V f = V::load(gates + H + j, n) + biases<V>(s.b_ih, s.b_hh, H + j, n);
+      V g = V::load(gates + 2 * H + j, n) + biases<V>(s.b_ih, s.b_hh, 2 * H + j, n);
+      V o = V::load(gates + 3 * H + j, n) + biases<V>(s.b_ih, s.b_hh, 3 * H + j, n);
       V c_new, h_new;
       cell::lstm_forward(i, f, g, o, V::load(c + j, n), c_new, h_new);
       i.store(gates + j, n);
@@ -148,8 +154,7 @@ void rnn_forward(const RnnForwardStep<T>& s) {
     T* h = s.h.row(r);
     T* y = s.y ? s.y.row(r) : nullptr;
     for_each_block<V>(s.hidden, [&](int64_t j, int n) {
-      const V out = Activation::forward(V::load(pre + j, n) +
-                                        load_or_zero<V>(s.bias ? s.bias + j : nullptr, n));
+      const V out = Activation::forward(V::load(pre + j, n) + biases<V>(s.b_ih, s.b_hh, j, n));
       out.store(h + j, n);
       if (y) out.store(y + j, n);
     });

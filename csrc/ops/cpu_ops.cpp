@@ -2,78 +2,12 @@
 // driver of csrc/cpu in float32 or float64 (float16 and bfloat16 through float32).
 #include <torch/library.h>
 
-#include "cpu/recurrence.h"
+#include "cpu/cpu_backend.h"
 #include "ops/layer_ops.h"
+#include "ops/run_layer.h"
 
 namespace fastrnn::ops {
 namespace {
-
-template <class T>
-const T* data_or_null(const OptionalTensor& tensor) {
-  return tensor.has_value() ? tensor->data_ptr<T>() : nullptr;
-}
-
-template <class T>
-T* data_or_null(const at::Tensor& tensor) {
-  return tensor.defined() ? tensor.data_ptr<T>() : nullptr;
-}
-
-cpu::SequenceShape sequence_of(const LayerCall& call) {
-  if (call.batch_sizes.has_value()) {
-    return cpu::SequenceShape(call.batch_sizes->data_ptr<int64_t>(), call.sizes.steps);
-  }
-  return cpu::SequenceShape(call.sizes.steps, call.sizes.batch);
-}
-
-template <class T>
-cpu::LayerWeights<T> weights_of(const LayerCall& call) {
-  cpu::LayerWeights<T> w;
-  w.input_size = call.sizes.input;
-  w.hidden_size = call.sizes.hidden;
-  w.proj_size = call.sizes.projected ? call.sizes.output : 0;
-  w.w_ih = call.w_ih.data_ptr<T>();
-  w.w_hh = call.w_hh.data_ptr<T>();
-  w.b_ih = data_or_null<T>(call.b_ih);
-  w.b_hh = data_or_null<T>(call.b_hh);
-  w.w_hr = data_or_null<T>(call.w_hr);
-  return w;
-}
-
-template <CellKind kCell, class T>
-void run_forward(const LayerCall& call, const ForwardOutputs& out) {
-  cpu::ForwardIO<T> io;
-  io.x = call.input.data_ptr<T>();
-  io.h0 = call.hx.data_ptr<T>();
-  io.c0 = data_or_null<T>(call.cx);
-  io.y = out.output.data_ptr<T>();
-  io.h_n = out.hy.data_ptr<T>();
-  io.c_n = data_or_null<T>(out.cy);
-  io.workspace = out.workspace.defined() && out.workspace.dim() == 2 ? out.workspace.data_ptr<T>()
-                                                                     : nullptr;
-  cpu::recurrence_forward<kCell, T>(sequence_of(call), weights_of<T>(call), io, call.reverse);
-}
-
-template <CellKind kCell, class T>
-void run_backward(const LayerCall& call, const BackwardInputs& in, const BackwardOutputs& out) {
-  cpu::BackwardIO<T> io;
-  io.dy = in.grad_output.data_ptr<T>();
-  io.dh_n = in.grad_hy.data_ptr<T>();
-  io.dc_n = data_or_null<T>(in.grad_cy);
-  io.x = call.input.data_ptr<T>();
-  io.h0 = call.hx.data_ptr<T>();
-  io.c0 = data_or_null<T>(call.cx);
-  io.y = in.output.data_ptr<T>();
-  io.workspace = data_or_null<T>(in.workspace);
-  io.dx = out.input_grad ? out.grad_input.data_ptr<T>() : nullptr;
-  io.dh0 = out.grad_hx.data_ptr<T>();
-  io.dc0 = data_or_null<T>(out.grad_cx);
-  io.dw_ih = out.grad_w_ih.data_ptr<T>();
-  io.dw_hh = out.grad_w_hh.data_ptr<T>();
-  io.db_ih = out.grad_b_ih.data_ptr<T>();
-  io.db_hh = out.grad_b_hh.data_ptr<T>();
-  io.dw_hr = call.w_hr.has_value() ? out.grad_w_hr.data_ptr<T>() : nullptr;
-  cpu::recurrence_backward<kCell, T>(sequence_of(call), weights_of<T>(call), io, call.reverse);
-}
 
 // ---- float16 and bfloat16: the float32 kernels on float32 copies ----
 // The state and every accumulation stay in float32 for the whole sequence (the workspace is
@@ -127,14 +61,14 @@ struct CpuDevice {
       f.hy = empty_float_like(out.hy);
       f.cy = empty_float_like(out.cy);
       f.workspace = out.workspace;  // float32 already
-      run_forward<kCell, float>(float_call(call), f);
+      run_forward<kCell>(cpu::CpuBackend<float>(), float_call(call), f);
       copy_into(out.output, f.output);
       copy_into(out.hy, f.hy);
       copy_into(out.cy, f.cy);
       return;
     }
     AT_DISPATCH_FLOATING_TYPES(call.input.scalar_type(), forward_op_name(kCell),
-                               [&] { run_forward<kCell, scalar_t>(call, out); });
+                               [&] { run_forward<kCell>(cpu::CpuBackend<scalar_t>(), call, out); });
   }
 
   template <CellKind kCell>
@@ -151,7 +85,7 @@ struct CpuDevice {
                             &f.grad_b_ih, &f.grad_b_hh, &f.grad_w_hr}) {
         *t = empty_float_like(*t);
       }
-      run_backward<kCell, float>(float_call(call), f_in, f);
+      run_backward<kCell>(cpu::CpuBackend<float>(), float_call(call), f_in, f);
       copy_into(out.grad_input, f.grad_input);
       copy_into(out.grad_hx, f.grad_hx);
       copy_into(out.grad_cx, f.grad_cx);
@@ -163,7 +97,7 @@ struct CpuDevice {
       return;
     }
     AT_DISPATCH_FLOATING_TYPES(call.input.scalar_type(), backward_op_name(kCell),
-                               [&] { run_backward<kCell, scalar_t>(call, in, out); });
+                               [&] { run_backward<kCell>(cpu::CpuBackend<scalar_t>(), call, in, out); });
   }
 };
 

@@ -58,7 +58,7 @@ LstmOut lstm_forward(const StepKernels<T>& k, int64_t rows, int64_t H, const std
   s.rows = rows;
   s.hidden = H;
   s.gates = rows_of(gates, 4 * H);
-  s.bias = b.data();
+  s.b_ih = b.data();
   s.c = rows_of(c, H);
   s.h = rows_of(h, H);
   k.lstm_forward(s);

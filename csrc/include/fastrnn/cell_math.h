@@ -24,11 +24,7 @@
 
 #include <math.h>
 
-#if defined(__CUDACC__) || defined(__HIPCC__)
-#define FASTRNN_HOST_DEVICE __host__ __device__ __forceinline__
-#else
-#define FASTRNN_HOST_DEVICE inline
-#endif
+#include "fastrnn/host_device.h"
 
 #ifndef FASTRNN_CELL_NAMESPACE
 #define FASTRNN_CELL_NAMESPACE portable

@@ -1,0 +1,435 @@
+// The recurrence driver: a whole sequence of one layer and one direction, forward or backward,
+// for any cell and any device. The four cells differ only in their step kernels and in which
+// buffers they carry (LSTM: a cell state and an optional projection; GRU: a separate recurrent
+// product, because r multiplies W_hn h + b_hn); the devices differ only in their Backend:
+//
+//   struct Backend {
+//     using T = ...;  // storage type of the layer's tensors
+//     using A = ...;  // type of pre-activations, saved gates, cell state, carried gradients
+//     // Row-major C[m, n] (+)= op(A)[m, k] op(B)[k, n]; Out is T or A.
+//     template <class Out> void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n,
+//         int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb, bool accumulate,
+//         Out* c, int64_t ldc) const;
+//     template <class U> at::Tensor scratch(int64_t elements) const;
+//     template <class Dst, class Src> void copy(Dst* dst, const Src* src, int64_t n) const;
+//     void copy_rows(const T* src, int64_t src_ld, T* dst, int64_t dst_ld, int64_t rows,
+//                    int64_t cols) const;
+//     void add(T* out, const T* a, const A* b, int64_t n) const;   // out = a + b
+//     void sum_rows(const T* matrix, int64_t rows, int64_t cols, T* out) const;
+//     void step(const <Cell>Step<T, A>& step) const;        // the LSTM and GRU step kernels
+//     template <CellKind> void rnn_step(const Rnn<Forward|Backward>Step<T, A>&) const;
+//   };
+//
+// Per layer and direction, forward: the input projection of every step as one GEMM, then per
+// step the recurrent GEMM and one fused step kernel. Backward, in reverse order: one fused
+// gate-gradient kernel and the dh GEMM per step, then the input, weight and bias gradients as
+// whole-sequence GEMMs.
+//
+// Shapes, with N rows in the sequence matrices (T * B padded, or sum(batch_sizes) packed),
+// B = rows of the state, I = input size, H = hidden size, P = output size (the projection
+// size for an LSTM with projection, else H), G = gates * H, W = workspace_blocks * H:
+//   x [N, I]   y [N, P]   h [B, P]   c [B, H]   workspace [N, W] (type A)
+//   w_ih [G, I]   w_hh [G, P]   b_ih, b_hh [G]   w_hr [P, H]
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <type_traits>
+#include <vector>
+
+#include "fastrnn/cells.h"
+#include "fastrnn/steps.h"
+
+namespace fastrnn::ops {
+
+// How the rows of a sequence matrix split into time steps. Packed sequences (batch_sizes, as
+// torch.nn.utils.rnn.PackedSequence) have a non-increasing number of rows per step, so step t
+// works on rows [0, rows(t)) of the state: the sequences still running.
+class SequenceShape {
+ public:
+  // Padded: `steps` steps of `batch` rows each.
+  SequenceShape(int64_t steps, int64_t batch)
+      : steps_(steps), batch_(batch), uniform_(true), offsets_(steps + 1) {
+    for (int64_t t = 0; t <= steps; ++t) offsets_[t] = t * batch;
+  }
+  // Packed: step t has batch_sizes[t] rows (validated by the caller: positive, non-increasing).
+  SequenceShape(const int64_t* batch_sizes, int64_t steps)
+      : steps_(steps), batch_(steps > 0 ? batch_sizes[0] : 0), uniform_(true), offsets_(steps + 1) {
+    offsets_[0] = 0;
+    for (int64_t t = 0; t < steps; ++t) {
+      offsets_[t + 1] = offsets_[t] + batch_sizes[t];
+      uniform_ = uniform_ && batch_sizes[t] == batch_;
+    }
+  }
+
+  int64_t steps() const { return steps_; }
+  int64_t batch() const { return batch_; }
+  int64_t total_rows() const { return offsets_[steps_]; }
+  bool uniform() const { return uniform_; }
+  int64_t rows(int64_t t) const { return offsets_[t + 1] - offsets_[t]; }
+  int64_t offset(int64_t t) const { return offsets_[t]; }
+
+ private:
+  int64_t steps_, batch_;
+  bool uniform_;
+  std::vector<int64_t> offsets_;  // [steps + 1] first row of each step
+};
+
+template <class T>
+struct LayerWeights {
+  int64_t input_size = 0, hidden_size = 0, proj_size = 0;  // proj_size 0: no projection
+  const T* w_ih = nullptr;
+  const T* w_hh = nullptr;
+  const T* b_ih = nullptr;  // or null
+  const T* b_hh = nullptr;  // or null
+  const T* w_hr = nullptr;  // LSTM projection, or null
+
+  int64_t output_size() const { return proj_size > 0 ? proj_size : hidden_size; }
+};
+
+template <class T, class A>
+struct ForwardIO {
+  const T* x = nullptr;
+  const T* h0 = nullptr;
+  const T* c0 = nullptr;  // LSTM only
+  T* y = nullptr;
+  T* h_n = nullptr;
+  T* c_n = nullptr;        // LSTM only
+  A* workspace = nullptr;  // null: inference, nothing saved for backward
+};
+
+template <class T, class A>
+struct BackwardIO {
+  // Inputs: the gradients of the forward outputs and what the forward pass saved.
+  const T* dy = nullptr;
+  const T* dh_n = nullptr;
+  const T* dc_n = nullptr;  // LSTM only
+  const T* x = nullptr;
+  const T* h0 = nullptr;
+  const T* c0 = nullptr;  // LSTM only
+  const T* y = nullptr;
+  const A* workspace = nullptr;  // LSTM and GRU
+  // Outputs.
+  T* dx = nullptr;  // or null: not needed
+  T* dh0 = nullptr;
+  T* dc0 = nullptr;  // LSTM only
+  T* dw_ih = nullptr;
+  T* dw_hh = nullptr;
+  T* db_ih = nullptr;
+  T* db_hh = nullptr;
+  T* dw_hr = nullptr;  // LSTM with projection only
+};
+
+namespace detail {
+
+template <class U>
+U* data_of(const at::Tensor& buffer) {
+  return static_cast<U*>(buffer.data_ptr());
+}
+
+// A writable buffer of type A holding a copy of `source` (type T): `in_place` (an output of
+// type T the caller will overwrite anyway) when A is T, else scratch kept in `holder`.
+template <class A, class T, class Backend>
+A* as_acc(const Backend& backend, at::Tensor& holder, T* in_place, const T* source, int64_t n) {
+  A* buffer;
+  if constexpr (std::is_same_v<A, T>) {
+    buffer = in_place;
+  } else {
+    holder = backend.template scratch<A>(n);
+    buffer = data_of<A>(holder);
+  }
+  backend.copy(buffer, source, n);
+  return buffer;
+}
+
+// `source` (type T) read as type A: itself when A is T, else a converted copy kept in `holder`.
+template <class A, class T, class Backend>
+const A* read_as_acc(const Backend& backend, at::Tensor& holder, const T* source, int64_t n) {
+  if constexpr (std::is_same_v<A, T>) {
+    return source;
+  } else {
+    holder = backend.template scratch<A>(n);
+    backend.copy(data_of<A>(holder), source, n);
+    return data_of<A>(holder);
+  }
+}
+
+// Where the state entering step t came from: rows [0, split) from the outputs of the step
+// before it in the recurrence's order (at row offset `offset`), rows [split, rows(t)) from the
+// initial state (sequences that start at t: only in the reverse direction of a packed batch).
+struct PreviousStep {
+  int64_t offset = 0;
+  int64_t split = 0;
+};
+
+inline PreviousStep previous_step(const SequenceShape& shape, int64_t t, bool reverse) {
+  const int64_t prev = reverse ? t + 1 : t - 1;
+  if (prev < 0 || prev >= shape.steps()) return {};
+  return {shape.offset(prev), std::min(shape.rows(t), shape.rows(prev))};
+}
+
+// Runs a backward step whose `prev` matrix (c_{t-1} or h_{t-1}) comes from two places.
+template <class Backend, class Step, class U>
+void step_with_previous(const Backend& backend, const Step& step, Rows<const U> Step::*prev,
+                        const PreviousStep& from, Rows<const U> previous_outputs,
+                        Rows<const U> initial) {
+  if (from.split > 0) {
+    Step head = step.slice(0, from.split);
+    head.*prev = previous_outputs.skip(from.offset);
+    backend.step(head);
+  }
+  if (from.split < step.rows) {
+    Step tail = step.slice(from.split, step.rows);
+    tail.*prev = initial.skip(from.split);
+    backend.step(tail);
+  }
+}
+
+// dW_hh = sum over steps of dgates_hh[t]^T h_{t-1}: two GEMMs straight from y and h0 when every
+// step has all rows, else one GEMM over h_{t-1} gathered for every row.
+template <class Backend, class T>
+void recurrent_weight_grad(const Backend& backend, const SequenceShape& shape, bool reverse,
+                           int64_t gates, int64_t out, const T* dgates_hh, const T* y,
+                           const T* h0, T* dw_hh) {
+  const int64_t N = shape.total_rows(), B = shape.batch();
+  if (shape.uniform()) {
+    // Rows whose h_{t-1} is h0: the first step in the recurrence's order.
+    const int64_t first = reverse ? N - B : 0;
+    backend.gemm(true, false, gates, out, B, dgates_hh + first * gates, gates, h0, out, false,
+                 dw_hh, out);
+    // The other rows: h_{t-1} is the output one step earlier in that order.
+    const T* dg_rest = dgates_hh + (reverse ? 0 : B * gates);
+    const T* h_rest = y + (reverse ? B * out : 0);
+    backend.gemm(true, false, gates, out, N - B, dg_rest, gates, h_rest, out, true, dw_hh, out);
+    return;
+  }
+  at::Tensor gathered = backend.template scratch<T>(N * out);
+  T* h_prev = data_of<T>(gathered);
+  for (int64_t t = 0; t < shape.steps(); ++t) {
+    const PreviousStep from = previous_step(shape, t, reverse);
+    T* dst = h_prev + shape.offset(t) * out;
+    backend.copy_rows(y + from.offset * out, out, dst, out, from.split, out);
+    backend.copy_rows(h0 + from.split * out, out, dst + from.split * out, out,
+                      shape.rows(t) - from.split, out);
+  }
+  backend.gemm(true, false, gates, out, N, dgates_hh, gates, h_prev, out, false, dw_hh, out);
+}
+
+}  // namespace detail
+
+template <CellKind kCell, class Backend>
+void recurrence_forward(const Backend& backend, const SequenceShape& shape,
+                        const LayerWeights<typename Backend::T>& w,
+                        const ForwardIO<typename Backend::T, typename Backend::A>& io,
+                        bool reverse) {
+  using T = typename Backend::T;
+  using A = typename Backend::A;
+  using detail::data_of;
+  constexpr bool kLstm = kCell == CellKind::kLstm;
+  constexpr bool kGru = kCell == CellKind::kGru;
+  const int64_t steps = shape.steps(), B = shape.batch(), N = shape.total_rows();
+  const int64_t I = w.input_size, H = w.hidden_size, P = w.output_size();
+  const int64_t G = gate_count(kCell) * H;
+  const bool project = kLstm && w.proj_size > 0;
+  const bool training = io.workspace != nullptr;
+
+  // Pre-activations of every step, [N, ld]. When training they live in the workspace, where the
+  // step kernels overwrite them with what backward needs; else in scratch with room for what
+  // the kernels write (the GRU kernel also stores h_n next to its gates).
+  const int64_t ld = kGru ? 4 * H : (kLstm && training) ? 5 * H : G;
+  at::Tensor pre_scratch;
+  A* pre = io.workspace;
+  if (pre == nullptr) {
+    pre_scratch = backend.template scratch<A>(N * ld);
+    pre = data_of<A>(pre_scratch);
+  }
+
+  // The input projection of every step at once: pre[:, :G] = x W_ih^T.
+  backend.gemm(false, true, N, G, I, io.x, I, w.w_ih, I, false, pre, ld);
+
+  // h_n (and the cell state) carry the running state, rows [0, rows(t)) updated at step t.
+  backend.copy(io.h_n, io.h0, B * P);
+  at::Tensor c_holder;
+  A* c_state = nullptr;
+  if constexpr (kLstm) c_state = detail::as_acc<A>(backend, c_holder, io.c_n, io.c0, B * H);
+  at::Tensor hh_scratch = kGru ? backend.template scratch<A>(B * G) : at::Tensor();
+  at::Tensor r_scratch = project ? backend.template scratch<T>(B * H) : at::Tensor();
+
+  for (int64_t s = 0; s < steps; ++s) {
+    const int64_t t = reverse ? steps - 1 - s : s;
+    const int64_t rows = shape.rows(t);
+    A* pre_t = pre + shape.offset(t) * ld;
+    T* y_t = io.y + shape.offset(t) * P;
+    if constexpr (kGru) {
+      A* hh = data_of<A>(hh_scratch);
+      backend.gemm(false, true, rows, G, H, io.h_n, H, w.w_hh, H, false, hh, G);
+      GruForwardStep<T, A> step;
+      step.rows = rows;
+      step.hidden = H;
+      step.gates = {pre_t, ld};
+      step.hh = {hh, G};
+      step.b_ih = w.b_ih;
+      step.b_hh = w.b_hh;
+      step.h = {io.h_n, H};
+      step.y = {y_t, H};
+      backend.step(step);
+    } else {
+      backend.gemm(false, true, rows, G, P, io.h_n, P, w.w_hh, P, true, pre_t, ld);
+      if constexpr (kLstm) {
+        LstmForwardStep<T, A> step;
+        step.rows = rows;
+        step.hidden = H;
+        step.gates = {pre_t, ld};
+        step.b_ih = w.b_ih;
+        step.b_hh = w.b_hh;
+        step.c = {c_state, H};
+        if (training) step.c_saved = {pre_t + 4 * H, ld};
+        if (project) {
+          step.h = {data_of<T>(r_scratch), H};
+        } else {
+          step.h = {io.h_n, H};
+          step.y = {y_t, H};
+        }
+        backend.step(step);
+        if (project) {
+          backend.gemm(false, true, rows, P, H, data_of<T>(r_scratch), H, w.w_hr, H, false,
+                       io.h_n, P);
+          backend.copy_rows(io.h_n, P, y_t, P, rows, P);
+        }
+      } else {
+        RnnForwardStep<T, A> step;
+        step.rows = rows;
+        step.hidden = H;
+        step.pre = {pre_t, ld};
+        step.b_ih = w.b_ih;
+        step.b_hh = w.b_hh;
+        step.h = {io.h_n, H};
+        step.y = {y_t, H};
+        backend.template rnn_step<kCell>(step);
+      }
+    }
+  }
+  if constexpr (kLstm) {
+    if (c_state != static_cast<void*>(io.c_n)) backend.copy(io.c_n, c_state, B * H);
+  }
+}
+
+template <CellKind kCell, class Backend>
+void recurrence_backward(const Backend& backend, const SequenceShape& shape,
+                         const LayerWeights<typename Backend::T>& w,
+                         const BackwardIO<typename Backend::T, typename Backend::A>& io,
+                         bool reverse) {
+  using T = typename Backend::T;
+  using A = typename Backend::A;
+  using detail::data_of;
+  constexpr bool kLstm = kCell == CellKind::kLstm;
+  constexpr bool kGru = kCell == CellKind::kGru;
+  const int64_t steps = shape.steps(), B = shape.batch(), N = shape.total_rows();
+  const int64_t I = w.input_size, H = w.hidden_size, P = w.output_size();
+  const int64_t G = gate_count(kCell) * H;
+  const int64_t ld = workspace_blocks(kCell) * H;
+  const bool project = kLstm && w.proj_size > 0;
+
+  // dh (and dc) carry dL/dh (dL/dc) backwards through time, starting from dh_n (dc_n); they
+  // live in dh0 (dc0) when A is T.
+  at::Tensor dh_holder, dc_holder, c0_holder;
+  A* dh = detail::as_acc<A>(backend, dh_holder, io.dh0, io.dh_n, B * P);
+  A* dc = nullptr;
+  const A* c0 = nullptr;  // c_{t-1} of the rows that start from the initial state
+  if constexpr (kLstm) {
+    dc = detail::as_acc<A>(backend, dc_holder, io.dc0, io.dc_n, B * H);
+    c0 = detail::read_as_acc<A>(backend, c0_holder, io.c0, B * H);
+  }
+
+  // Gradients of the pre-activations of every step, [N, G]: the input side (for dx, dW_ih,
+  // db_ih) and the recurrent side (for dh, dW_hh, db_hh), which differ only for the GRU.
+  at::Tensor dgates_ih_buffer = backend.template scratch<T>(N * G);
+  at::Tensor dgates_hh_buffer = kGru ? backend.template scratch<T>(N * G) : dgates_ih_buffer;
+  T* dgates_ih = data_of<T>(dgates_ih_buffer);
+  T* dgates_hh = data_of<T>(dgates_hh_buffer);
+
+  // Projection: dL/dh of every step [N, P] and the projection's input r of every step [N, H]
+  // (both for dW_hr), and dL/dr of one step [B, H].
+  at::Tensor dh_all, r_all, dr;
+  if (project) {
+    dh_all = backend.template scratch<T>(N * P);
+    r_all = backend.template scratch<T>(N * H);
+    dr = backend.template scratch<A>(B * H);
+  }
+
+  for (int64_t s = 0; s < steps; ++s) {
+    const int64_t t = reverse ? s : steps - 1 - s;
+    const int64_t rows = shape.rows(t);
+    const int64_t offset = shape.offset(t);
+    const detail::PreviousStep from = detail::previous_step(shape, t, reverse);
+    const T* dy_t = io.dy + offset * P;
+    if constexpr (kLstm) {
+      const A* saved = io.workspace + offset * ld;
+      LstmBackwardStep<T, A> step;
+      step.rows = rows;
+      step.hidden = H;
+      step.gates = {saved, ld};
+      step.c = {saved + 4 * H, ld};
+      step.dc = {dc, H};
+      step.dgates = {dgates_ih + offset * G, G};
+      if (project) {
+        // dL/dh_t = dy_t + the carried part, then back through h = r W_hr^T.
+        T* dh_t = data_of<T>(dh_all) + offset * P;
+        backend.add(dh_t, dy_t, dh, rows * P);
+        backend.gemm(false, false, rows, H, P, dh_t, P, w.w_hr, H, false, data_of<A>(dr), H);
+        step.dh = {data_of<A>(dr), H};
+        step.r = {data_of<T>(r_all) + offset * H, H};
+      } else {
+        step.dh = {dh, H};
+        step.dy = {dy_t, H};
+      }
+      detail::step_with_previous(backend, step, &LstmBackwardStep<T, A>::c_prev, from,
+                                 Rows<const A>{io.workspace + 4 * H, ld}, Rows<const A>{c0, H});
+      backend.gemm(false, false, rows, P, G, dgates_ih + offset * G, G, w.w_hh, P, false, dh, P);
+    } else if constexpr (kGru) {
+      GruBackwardStep<T, A> step;
+      step.rows = rows;
+      step.hidden = H;
+      step.gates = {io.workspace + offset * ld, ld};
+      step.dy = {dy_t, H};
+      step.dh = {dh, H};
+      step.dgates_ih = {dgates_ih + offset * G, G};
+      step.dgates_hh = {dgates_hh + offset * G, G};
+      detail::step_with_previous(backend, step, &GruBackwardStep<T, A>::h_prev, from,
+                                 Rows<const T>{io.y, H}, Rows<const T>{io.h0, H});
+      // The step kernel left z * dL/dh_t in dh; add the part through W_hh.
+      backend.gemm(false, false, rows, H, G, dgates_hh + offset * G, G, w.w_hh, H, true, dh, H);
+    } else {
+      RnnBackwardStep<T, A> step;
+      step.rows = rows;
+      step.hidden = H;
+      step.h = {io.y + offset * H, H};
+      step.dh = {dh, H};
+      step.dy = {dy_t, H};
+      step.dpre = {dgates_ih + offset * G, G};
+      backend.template rnn_step<kCell>(step);
+      backend.gemm(false, false, rows, H, G, dgates_ih + offset * G, G, w.w_hh, H, false, dh, H);
+    }
+  }
+  if (dh != static_cast<void*>(io.dh0)) backend.copy(io.dh0, dh, B * P);
+  if constexpr (kLstm) {
+    if (dc != static_cast<void*>(io.dc0)) backend.copy(io.dc0, dc, B * H);
+  }
+
+  // Whole-sequence products.
+  if (io.dx != nullptr) {
+    backend.gemm(false, false, N, I, G, dgates_ih, G, w.w_ih, I, false, io.dx, I);
+  }
+  backend.gemm(true, false, G, I, N, dgates_ih, G, io.x, I, false, io.dw_ih, I);
+  detail::recurrent_weight_grad(backend, shape, reverse, G, P, dgates_hh, io.y, io.h0, io.dw_hh);
+  backend.sum_rows(dgates_ih, N, G, io.db_ih);
+  backend.sum_rows(dgates_hh, N, G, io.db_hh);
+  if (project) {
+    backend.gemm(true, false, P, H, N, data_of<T>(dh_all), P, data_of<T>(r_all), H, false,
+                 io.dw_hr, H);
+  }
+}
+
+}  // namespace fastrnn::ops
