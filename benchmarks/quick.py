@@ -5,7 +5,9 @@
     python -m benchmarks.quick --packed --batch 32 --input 256 --hidden 256
 
 With --packed the input is a PackedSequence (enforce_sorted=False) whose lengths are drawn
-uniformly from [T/2, T] (seeded), and FLOPs count the real tokens only.
+uniformly from [T/2, T] (seeded), and FLOPs count the real tokens only. --device cuda compares
+with torch.nn's cuDNN path (torch.utils.benchmark synchronizes the GPU around each run);
+--dtype picks float32, bfloat16 or float16 for weights and data.
 
 For each cell it times inference forward (eval, no grad) and training forward+backward, with
 torch.nn and fastrnn holding the same weights, measured alternately (torch, fastrnn, fastrnn,
@@ -29,6 +31,7 @@ import fastrnn
 from fastrnn import _C
 
 GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def cpu_name() -> str:
@@ -65,26 +68,31 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--packed", action="store_true",
                         help="PackedSequence input with lengths uniform in [T/2, T]")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--dtype", default="float32", choices=list(DTYPES))
     args = parser.parse_args()
+    device, dtype = torch.device(args.device), DTYPES[args.dtype]
     torch.set_num_threads(args.threads)
     T, B, I, H = args.steps, args.batch, args.input, args.hidden
 
-    print(f"machine: {cpu_name()}, {args.threads} threads; torch {torch.__version__}; "
-          f"fastrnn {fastrnn.__version__} (CPU kernels: {_C.cpu_isa()}, GEMM: {_C.cpu_gemm_backend()})")
+    where = (torch.cuda.get_device_name(device) if device.type == "cuda"
+             else f"{cpu_name()}, {args.threads} threads")
+    print(f"machine: {where}; torch {torch.__version__}; fastrnn {fastrnn.__version__} "
+          f"(CPU kernels: {_C.cpu_isa()}, GEMM: {_C.cpu_gemm_backend()}, CUDA built: {_C.cuda_built()})")
     lengths = torch.randint(T // 2, T + 1, (B,), generator=torch.Generator().manual_seed(0))
     tokens = int(lengths.sum()) if args.packed else T * B
     layout = (f"packed, lengths uniform in [{T // 2}, {T}] ({tokens} of {T * B} tokens)"
               if args.packed else "padded")
-    print(f"shape: T={T} B={B} I={I} H={H}, {layout}, float32, 1 layer; "
+    print(f"shape: T={T} B={B} I={I} H={H}, {layout}, {args.dtype} on {args.device}, 1 layer; "
           f"median of {args.repeats} alternating runs\n")
     print("| cell | mode | torch.nn ms | fastrnn ms | speedup | torch.nn GFLOP/s | fastrnn GFLOP/s |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for cell in args.cells:
         torch.manual_seed(0)
-        reference = getattr(nn, cell)(I, H)
-        fast = getattr(fastrnn, cell)(I, H)
+        reference = getattr(nn, cell)(I, H).to(device, dtype)
+        fast = getattr(fastrnn, cell)(I, H).to(device, dtype)
         fast.load_state_dict(reference.state_dict())
-        x = torch.randn(T, B, I)
+        x = torch.randn(T, B, I, device=device, dtype=dtype)
         x_grad = x.clone().requires_grad_()
         if args.packed:
             x = pack_padded_sequence(x, lengths, enforce_sorted=False)

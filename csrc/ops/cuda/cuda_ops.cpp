@@ -1,0 +1,172 @@
+// CUDA implementations of the layer ops: the device half of layer_ops.h. The recurrence driver
+// (ops/recurrence.h) runs on a CudaBackend: cuBLAS GEMMs on torch's handle and the current
+// stream (half types multiply in float32 and may write float32 results), the pointwise step
+// kernels of csrc/cuda, async copies. Nothing synchronizes with the host: batch_sizes already
+// live on the CPU, so forward and backward can be captured in a CUDA graph.
+#include <ATen/ATen.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <ATen/cuda/Exceptions.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+#include <climits>
+#include <cmath>
+#include <type_traits>
+
+#include "cuda/step_kernels.h"
+#include "fastrnn/debug.h"
+#include "ops/layer_ops.h"
+#include "ops/run_layer.h"
+
+namespace fastrnn::ops {
+namespace {
+
+// torch's element types and the CUDA types the kernels use for them (same bits).
+template <class T> struct DeviceType { using type = T; };
+template <> struct DeviceType<at::Half> { using type = __half; };
+template <> struct DeviceType<at::BFloat16> { using type = __nv_bfloat16; };
+
+template <class U> constexpr at::ScalarType scalar_type_of() {
+  if constexpr (std::is_same_v<U, float>) return at::kFloat;
+  else if constexpr (std::is_same_v<U, double>) return at::kDouble;
+  else if constexpr (std::is_same_v<U, __half>) return at::kHalf;
+  else return at::kBFloat16;
+}
+
+template <class U> constexpr cudaDataType_t cuda_type_of() {
+  if constexpr (std::is_same_v<U, float>) return CUDA_R_32F;
+  else if constexpr (std::is_same_v<U, double>) return CUDA_R_64F;
+  else if constexpr (std::is_same_v<U, __half>) return CUDA_R_16F;
+  else return CUDA_R_16BF;
+}
+
+int as_int(int64_t value, const char* what) {
+  TORCH_CHECK(value <= INT_MAX, "fastrnn: ", what, " = ", value, " exceeds cuBLAS's int range");
+  return static_cast<int>(value);
+}
+
+template <class Storage>
+class CudaBackend {
+ public:
+  using T = Storage;
+  using A = cuda::acc_t<T>;
+
+  explicit CudaBackend(const at::TensorOptions& options)
+      : options_(options), stream_(at::cuda::getCurrentCUDAStream()) {}
+
+  // Row-major C = op(A) op(B) (+ C) is column-major C^T = op(B)^T op(A)^T: swap the operands.
+  template <class Out>
+  void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda,
+            const T* b, int64_t ldb, bool accumulate, Out* c, int64_t ldc) const {
+    if (m == 0 || n == 0) return;
+    cublasHandle_t handle = at::cuda::getCurrentCUDABlasHandle();  // bound to stream_
+    const cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+    const cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+    const int cm = as_int(n, "n"), cn = as_int(m, "m"), ck = as_int(k, "k");
+    const int lb = as_int(ldb, "ldb"), la = as_int(lda, "lda"), lc = as_int(ldc, "ldc");
+    if constexpr (std::is_same_v<T, double>) {
+      const double alpha = 1, beta = accumulate ? 1 : 0;
+      TORCH_CUDABLAS_CHECK(cublasGemmEx(handle, op_b, op_a, cm, cn, ck, &alpha, b, CUDA_R_64F, lb,
+                                        a, CUDA_R_64F, la, &beta, c, CUDA_R_64F, lc,
+                                        CUBLAS_COMPUTE_64F, CUBLAS_GEMM_DEFAULT));
+    } else {
+      // float32 accumulation always; TF32 for float32 inputs only where torch allows it.
+      const cublasComputeType_t compute =
+          std::is_same_v<T, float> && at::globalContext().allowTF32CuBLAS()
+              ? CUBLAS_COMPUTE_32F_FAST_TF32
+              : CUBLAS_COMPUTE_32F;
+      const float alpha = 1, beta = accumulate ? 1 : 0;
+      TORCH_CUDABLAS_CHECK(cublasGemmEx(handle, op_b, op_a, cm, cn, ck, &alpha, b,
+                                        cuda_type_of<T>(), lb, a, cuda_type_of<T>(), la, &beta, c,
+                                        cuda_type_of<Out>(), lc, compute, CUBLAS_GEMM_DEFAULT));
+    }
+  }
+
+  // Scratch from torch's caching allocator (NaN-filled under FASTRNN_DEBUG_POISON=1).
+  template <class U>
+  at::Tensor scratch(int64_t elements) const {
+    at::Tensor buffer = at::empty({elements}, options_.dtype(scalar_type_of<U>()));
+    if (debug_poison()) buffer.fill_(NAN);
+    return buffer;
+  }
+
+  template <class Dst, class Src>
+  void copy(Dst* dst, const Src* src, int64_t n) const {
+    if (n <= 0) return;
+    if constexpr (std::is_same_v<Dst, Src>) {
+      C10_CUDA_CHECK(cudaMemcpyAsync(dst, src, sizeof(Dst) * n, cudaMemcpyDeviceToDevice, stream_));
+    } else {
+      C10_CUDA_CHECK(cuda::convert(dst, src, n, stream_));
+    }
+  }
+
+  void copy_rows(const T* src, int64_t src_ld, T* dst, int64_t dst_ld, int64_t rows,
+                 int64_t cols) const {
+    if (rows <= 0 || cols <= 0) return;
+    C10_CUDA_CHECK(cudaMemcpy2DAsync(dst, sizeof(T) * dst_ld, src, sizeof(T) * src_ld,
+                                     sizeof(T) * cols, rows, cudaMemcpyDeviceToDevice, stream_));
+  }
+
+  void add(T* out, const T* a, const A* b, int64_t n) const {
+    C10_CUDA_CHECK(cuda::add(out, a, b, n, stream_));
+  }
+
+  // Column sums of a [rows, cols] matrix, by torch's reduction (outside the step loop).
+  void sum_rows(const T* matrix, int64_t rows, int64_t cols, T* out) const {
+    const auto options = options_.dtype(scalar_type_of<T>());
+    at::Tensor result = at::from_blob(out, {cols}, options);
+    at::sum_out(result, at::from_blob(const_cast<T*>(matrix), {rows, cols}, options), {0});
+  }
+
+  template <class Step>
+  void step(const Step& s) const {
+    C10_CUDA_CHECK(cuda::step<T>(s, stream_));
+  }
+
+  template <CellKind kCell, class Step>
+  void rnn_step(const Step& s) const {
+    C10_CUDA_CHECK((cuda::rnn_step<T, kCell == CellKind::kRnnRelu>(s, stream_)));
+  }
+
+ private:
+  at::TensorOptions options_;
+  cudaStream_t stream_;
+};
+
+struct CudaDevice {
+  static void check_dtype(const char* op, const at::Tensor& input) {
+    const auto dtype = input.scalar_type();
+    TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble || dtype == at::kHalf ||
+                    dtype == at::kBFloat16,
+                op, ": the CUDA kernels support float32, float64, float16 and bfloat16, got ",
+                dtype);
+  }
+
+  template <CellKind kCell>
+  static void forward(const LayerCall& call, const ForwardOutputs& out) {
+    const c10::cuda::CUDAGuard guard(call.input.device());
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, call.input.scalar_type(),
+                                    forward_op_name(kCell), [&] {
+      using T = typename DeviceType<scalar_t>::type;
+      run_forward<kCell>(CudaBackend<T>(call.input.options()), call, out);
+    });
+  }
+
+  template <CellKind kCell>
+  static void backward(const LayerCall& call, const BackwardInputs& in,
+                       const BackwardOutputs& out) {
+    const c10::cuda::CUDAGuard guard(call.input.device());
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, call.input.scalar_type(),
+                                    backward_op_name(kCell), [&] {
+      using T = typename DeviceType<scalar_t>::type;
+      run_backward<kCell>(CudaBackend<T>(call.input.options()), call, in, out);
+    });
+  }
+};
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(fastrnn, CUDA, m) { register_layer_ops<CudaDevice>(m); }
+
+}  // namespace fastrnn::ops
