@@ -7,7 +7,7 @@
 #   bash scripts/gpu_check.sh build       # CUDA build for this GPU's architecture
 #   bash scripts/gpu_check.sh test        # the CUDA test suite, then the whole suite
 #   bash scripts/gpu_check.sh sanitize    # compute-sanitizer memcheck and racecheck
-#   bash scripts/gpu_check.sh bench       # GPU benchmark, float32 and bfloat16
+#   bash scripts/gpu_check.sh bench       # GPU benchmark vs cuDNN, float32 and bfloat16
 #   bash scripts/gpu_check.sh all         # all four
 #
 # Results go to $OUT (default: ./gpu-check-out): one log per stage and report.md, the summary
@@ -72,14 +72,13 @@ sanitize() {
 }
 
 bench() {
-  note "## Benchmark (python -m benchmarks.quick --device cuda)"
-  local dtype
-  for dtype in float32 bfloat16; do
-    "$PY" -m benchmarks.quick --device cuda --dtype "$dtype" --steps 100 --batch 64 \
-      --input 512 --hidden 512 > "$OUT/bench_$dtype.log" 2>&1
-    { echo; echo "### $dtype"; echo; grep -E "^(machine|shape|\|)" "$OUT/bench_$dtype.log"; } >> "$REPORT"
-  done
-  tail -8 "$OUT/bench_bfloat16.log"
+  note "## Benchmark (python -m benchmarks --device cuda)"
+  "$PY" -m benchmarks --device cuda --sets fastrnns gpu packed --dtypes float32 bfloat16 \
+    --out "$OUT/bench" --no-plot > "$OUT/bench.log" 2>&1
+  local s=$?
+  { echo; grep -E "^(machine|GEMM|peer|\|)" "$OUT/bench.log"; } >> "$REPORT"
+  tail -5 "$OUT/bench.log"
+  return $s
 }
 
 status=0

@@ -1,0 +1,87 @@
+"""Timing, FLOPs, the device's GEMM rate and memory, for the benchmark suite.
+
+Timings use torch.utils.benchmark (which sets the thread count and synchronizes CUDA around
+each run) and take the median of single runs made in alternating order (A B C, C B A, ...), so
+a drift in the machine's speed hits every implementation alike; ratios come from one run.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+import torch
+from torch.utils import benchmark
+
+from benchmarks.peers import GATES, Runner, Workload
+
+
+def alternate_medians(runners: dict[str, Runner], repeats: int, threads: int,
+                      warmup: int = 2) -> dict[str, float]:
+    """Median seconds per time step (streaming) or per call (everything else) of each runner."""
+    timers = {name: benchmark.Timer("call()", globals={"call": r.call}, num_threads=threads)
+              for name, r in runners.items()}
+    for timer in timers.values():
+        for _ in range(warmup):
+            timer.timeit(1)
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    order = list(runners)
+    for round_index in range(repeats):
+        for name in (order if round_index % 2 == 0 else order[::-1]):
+            times[name].append(timers[name].timeit(1).median)
+    return {name: statistics.median(t) / runners[name].steps_per_call for name, t in times.items()}
+
+
+def forward_flops(w: Workload, tokens: int | None = None) -> float:
+    """2 * tokens * gates * H * (I + H) summed over layers and directions."""
+    c = w.case
+    tokens = w.tokens if tokens is None else tokens
+    directions = 2 if c.bidirectional else 1
+    total = 0.0
+    for layer in range(c.layers):
+        layer_input = c.input_size if layer == 0 else c.hidden * directions
+        total += 2.0 * tokens * GATES[w.cell] * c.hidden * (layer_input + c.hidden) * directions
+    return total
+
+
+def flops_per_unit(w: Workload) -> float:
+    """FLOPs of one timed unit: a forward, a forward+backward (3x), or one streaming step."""
+    mode = w.case.mode
+    if mode == "streaming":
+        return forward_flops(w, tokens=w.case.batch)
+    forward = forward_flops(w)
+    return 3 * forward if mode in ("training", "packed") else forward
+
+
+def gemm_rate(device: torch.device, dtype: torch.dtype, threads: int) -> float:
+    """GFLOP/s of torch.mm on this device and dtype (the best of two shapes), for '% of peak'."""
+    best = 0.0
+    for m, k, n in ((2048, 1024, 2048), (1024, 1024, 4096)):
+        a = torch.randn(m, k, device=device, dtype=dtype)
+        b = torch.randn(k, n, device=device, dtype=dtype)
+        timer = benchmark.Timer("torch.mm(a, b)", globals={"torch": torch, "a": a, "b": b},
+                                num_threads=threads)
+        seconds = timer.blocked_autorange(min_run_time=0.5).median
+        best = max(best, 2.0 * m * k * n / seconds / 1e9)
+    return best
+
+
+def training_memory(runner: Runner, device: torch.device) -> int | None:
+    """Bytes a training step keeps: on CUDA the step's peak allocation above what was allocated
+    before it; on the CPU the bytes autograd saves for backward (distinct storages)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        runner.call()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - before
+    storages: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor):
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        runner.call()
+    return sum(storages.values())

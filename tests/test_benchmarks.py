@@ -1,0 +1,56 @@
+"""The benchmark suite and the profiler run end to end (on the tiny 'smoke' shapes): every cell
+and mode, a markdown table, CSV/JSON files that agree with it, fastrnn ops named in the trace."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import torch
+
+from benchmarks import __main__ as suite
+from benchmarks import profile
+
+
+def test_suite_smoke_run_writes_table_and_files(tmp_path, capsys):
+    assert suite.main(["--sets", "smoke", "--repeats", "1", "--dtypes", "float32",
+                       "--out", str(tmp_path), "--no-plot"]) == 0
+    table = capsys.readouterr().out
+    rows = list(csv.DictReader(open(tmp_path / "results.csv")))
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert len(rows) == len(data["rows"]) == 12  # 3 cells x 4 modes
+    assert {r["mode"] for r in rows} == {"inference", "training", "streaming", "packed"}
+    assert {r["cell"] for r in rows} == {"LSTM", "GRU", "RNN"}
+    for row in data["rows"]:
+        assert row["fastrnn"] > 0 and row["torch.nn"] > 0
+        assert abs(row["speedup_vs_torch.nn"] - row["torch.nn"] / row["fastrnn"]) < 1e-9
+        if row["mode"] in ("training", "packed"):
+            assert row["memory_fastrnn_mb"] > 0 and row["memory_torch.nn_mb"] > 0
+        if row["mode"] == "streaming":
+            assert row["unit"] == "us/step"
+    assert data["metadata"]["gemm_gflops_fp32"] > 0
+    assert table.count("| smoke |") == 12
+
+
+def test_flops_count_layers_directions_and_real_tokens():
+    from benchmarks.measure import flops_per_unit
+    from benchmarks.peers import Workload
+    from benchmarks.shapes import Case
+
+    w = Workload("LSTM", Case("t", "training", 10, 4, 8, 16, layers=2, bidirectional=True),
+                 torch.device("cpu"), torch.float32)
+    layer0 = 2 * 40 * 4 * 16 * (8 + 16) * 2
+    layer1 = 2 * 40 * 4 * 16 * (32 + 16) * 2
+    assert flops_per_unit(w) == 3 * (layer0 + layer1)
+    packed = Workload("GRU", Case("t", "packed", 10, 4, 8, 16), torch.device("cpu"), torch.float32)
+    assert packed.tokens == int(packed.lengths.sum()) < 40
+    assert flops_per_unit(packed) == 3 * 2 * packed.tokens * 3 * 16 * (8 + 16)
+
+
+def test_profiler_names_fastrnn_ops(tmp_path, capsys):
+    trace = tmp_path / "trace.json"
+    profile.main(["--cell", "GRU", "--steps", "5", "--batch", "2", "--hidden", "8",
+                  "--trace", str(trace)])
+    out = capsys.readouterr().out
+    assert "fastrnn::gru_forward" in out and "fastrnn::gru_backward" in out
+    assert "fastrnn::gru_forward" in trace.read_text()
