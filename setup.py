@@ -28,10 +28,15 @@ def want_cuda() -> bool:
 def extension():
     sources = sorted(glob.glob("csrc/cpu/**/*.cpp", recursive=True) + glob.glob("csrc/ops/*.cpp"))
     include_dirs = [os.path.abspath("csrc"), os.path.abspath("csrc/include")]
-    cxx_flags = ["-O3", "-fno-math-errno", "-Wall", "-Wno-unknown-pragmas"]
+    # -fopenmp: ATen's at::parallel_for is an inline OpenMP loop in torch's CPU builds; without
+    # the flag it silently runs on one thread. The extension then needs libgomp.so.1, which the
+    # loader finds already loaded by libtorch_cpu (torch ships it): one OpenMP runtime.
+    cxx_flags = ["-O3", "-fno-math-errno", "-fopenmp", "-Wall", "-Wno-unknown-pragmas"]
+    link_flags = ["-fopenmp"]
     if not want_cuda():
         return CppExtension(
-            "fastrnn._C", sources, include_dirs=include_dirs, extra_compile_args={"cxx": cxx_flags}
+            "fastrnn._C", sources, include_dirs=include_dirs,
+            extra_compile_args={"cxx": cxx_flags}, extra_link_args=link_flags,
         )
     os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_CUDA_ARCHS)
     sources += sorted(glob.glob("csrc/cuda/*.cu") + glob.glob("csrc/ops/cuda/*.cpp"))
@@ -41,6 +46,7 @@ def extension():
         include_dirs=include_dirs,
         define_macros=[("FASTRNN_WITH_CUDA", None)],
         extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "--expt-relaxed-constexpr"]},
+        extra_link_args=link_flags,
     )
 
 

@@ -6,6 +6,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -24,6 +25,10 @@ class CpuBackend {
  public:
   using T = Scalar;
   using A = Scalar;
+  // The input projection runs ~1024 rows at a time: a GEMM still large enough to run near the
+  // machine's rate, and a chunk of pre-activations (a few MB) that stays in cache until its steps
+  // read it, instead of a whole-sequence buffer faulted in page by page on every call.
+  static constexpr int64_t kProjectionRows = 1024;
 
   template <class Out>
   void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda,
@@ -71,6 +76,104 @@ class CpuBackend {
   void step(const GruForwardStep<T>& s) const { run(kernels_.gru_forward, s); }
   void step(const GruBackwardStep<T>& s) const { run(kernels_.gru_backward, s); }
 
+  // ---- forward steps: the recurrent GEMM fused with the gate math (fused_kernels_impl.h) ----
+
+  struct FusedWeights {
+    at::Tensor holder;  // owns the panels
+    Panels<T> panels;
+  };
+
+  // W_hh [gates * H, P] packed into panels once per call (in parallel for big weights). `w` is
+  // the driver's LayerWeights<T> (ops/recurrence.h).
+  template <CellKind kCell, class Weights>
+  FusedWeights prepare_forward(const Weights& w) const {
+    const int64_t gates = gate_count(kCell), H = w.hidden_size, P = w.output_size();
+    const int64_t width = kernels_.vector_width;
+    FusedWeights fused;
+    Panels<T>& p = fused.panels;
+    p.inner = P;
+    p.units = panel_vectors(kCell) * width;
+    p.count = (H + p.units - 1) / p.units;
+    p.stride = P * p.units * gates;
+    fused.holder = scratch<T>(p.count * p.stride);
+    T* out = static_cast<T*>(fused.holder.data_ptr());
+    p.data = out;
+    const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(1, p.stride));
+    at::parallel_for(0, p.count, grain, [&](int64_t begin, int64_t end) {
+      for (int64_t panel = begin; panel < end; ++panel) {
+        for (int64_t sub = 0; sub < p.units / width; ++sub) {
+          for (int64_t gate = 0; gate < gates; ++gate) {
+            for (int64_t lane = 0; lane < width; ++lane) {
+              const int64_t unit = panel * p.units + sub * width + lane;
+              const T* source = unit < H ? w.w_hh + (gate * H + unit) * P : nullptr;
+              T* dest = out + panel * p.stride + (sub * gates + gate) * width + lane;
+              const int64_t row = p.units * gates;  // elements per k
+              for (int64_t k = 0; k < P; ++k) dest[k * row] = source ? source[k] : T(0);
+            }
+          }
+        }
+      }
+    });
+    return fused;
+  }
+
+  // One step (the LSTM with projection runs its steps one by one), split over the panels.
+  template <CellKind kCell, class Step>
+  void forward_step(const Step& step, Rows<const T> h_prev, const FusedWeights& w, A* /*hh*/,
+                    bool training) const {
+    const FusedForwardStep<Step, T> fused{step, h_prev, w.panels, 0, w.panels.count, training};
+    const auto kernel = fused_kernel<kCell>();
+    const int64_t flops_per_panel =
+        2 * std::max<int64_t>(1, step.rows) * w.panels.inner * w.panels.units * gate_count(kCell);
+    const int threads = threads_for(w.panels.count, flops_per_panel);
+    if (threads <= 1) {
+      kernel(fused);
+      return;
+    }
+#pragma omp parallel num_threads(threads)
+    {
+      const int64_t id = omp_get_thread_num(), team = omp_get_num_threads();
+      FusedForwardStep<Step, T> share = fused;
+      share.panel_begin = w.panels.count * id / team;
+      share.panel_end = w.panels.count * (id + 1) / team;
+      kernel(share);
+    }
+  }
+
+  // All steps in one parallel region: each thread owns a contiguous share of the panels (all
+  // gates of its hidden units) for the whole sequence and runs its part of every step, with one
+  // barrier per step (step s + 1 reads the h that every thread wrote at step s). Threads: as
+  // many as torch's intra-op setting allows while each share of a step is worth a barrier.
+  template <CellKind kCell, class StepAt>
+  void forward_steps(int64_t steps, const StepAt& step_at, const FusedWeights& w, A* hh,
+                     bool training) const {
+    if (steps == 0 || w.panels.count == 0) return;
+    const auto kernel = fused_kernel<kCell>();
+    const int64_t rows = step_at(0).first.rows;  // the most rows any step has
+    const int64_t flops_per_panel =
+        2 * std::max<int64_t>(1, rows) * w.panels.inner * w.panels.units * gate_count(kCell);
+    const int threads = threads_for(w.panels.count, flops_per_panel);
+    if (threads <= 1) {
+      for (int64_t s = 0; s < steps; ++s) {
+        const auto [step, h_prev] = step_at(s);
+        kernel(FusedForwardStep<std::remove_const_t<decltype(step)>, T>{step, h_prev, w.panels, 0, w.panels.count,
+                                                    training});
+      }
+      return;
+    }
+#pragma omp parallel num_threads(threads)
+    {
+      const int64_t id = omp_get_thread_num(), team = omp_get_num_threads();
+      const int64_t begin = w.panels.count * id / team, end = w.panels.count * (id + 1) / team;
+      for (int64_t s = 0; s < steps; ++s) {
+        const auto [step, h_prev] = step_at(s);
+        kernel(FusedForwardStep<std::remove_const_t<decltype(step)>, T>{step, h_prev, w.panels, begin, end, training});
+#pragma omp barrier
+      }
+    }
+    (void)hh;
+  }
+
   template <CellKind kCell>
   void rnn_step(const RnnForwardStep<T>& s) const {
     run(kCell == CellKind::kRnnTanh ? kernels_.rnn_tanh_forward : kernels_.rnn_relu_forward, s);
@@ -94,6 +197,28 @@ class CpuBackend {
     const int64_t grain = std::max<int64_t>(1, kUnitsPerTask / std::max<int64_t>(1, step.hidden));
     at::parallel_for(0, step.rows, grain,
                      [&](int64_t begin, int64_t end) { kernel(step.slice(begin, end)); });
+  }
+
+  template <CellKind kCell>
+  auto fused_kernel() const {
+    if constexpr (kCell == CellKind::kLstm) {
+      return kernels_.lstm_fused_forward;
+    } else if constexpr (kCell == CellKind::kGru) {
+      return kernels_.gru_fused_forward;
+    } else {
+      return kCell == CellKind::kRnnTanh ? kernels_.rnn_tanh_fused_forward
+                                         : kernels_.rnn_relu_fused_forward;
+    }
+  }
+
+  // Threads for `panels` panels of `flops_per_panel` each per step: at most torch's intra-op
+  // count (and one inside another parallel region), and few enough that each thread's share is
+  // worth a barrier (about 0.1 MFLOP, a few microseconds).
+  static int threads_for(int64_t panels, int64_t flops_per_panel) {
+    if (at::in_parallel_region()) return 1;
+    constexpr int64_t kMinFlopsPerThread = 100000;
+    const int64_t by_work = std::max<int64_t>(1, panels * flops_per_panel / kMinFlopsPerThread);
+    return static_cast<int>(std::min<int64_t>({at::get_num_threads(), panels, by_work}));
   }
 
   const StepKernels<T>& kernels_ = step_kernels<T>();

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 
+#include "fastrnn/cells.h"
 #include "fastrnn/steps.h"
 
 namespace fastrnn::cpu {
@@ -17,6 +18,35 @@ using fastrnn::LstmForwardStep;
 using fastrnn::RnnBackwardStep;
 using fastrnn::RnnForwardStep;
 using fastrnn::Rows;
+
+// ---- fused forward steps: the recurrent GEMM of a step and its gate math in one pass ----
+//
+// W_hh is packed once per call into panels (pack_panels in cpu_backend.h): panel p holds the
+// hidden units [p * units, (p + 1) * units) for every gate, as `inner` rows (k = 0 .. P - 1) of
+// `units * gates` values, laid out [sub-block][gate][lane] with sub-blocks of one vector width:
+// so the micro-kernel's accumulator tile for one row of h holds, in registers, every gate of
+// those units, and the cell's gate math runs on the tile without writing the product out.
+// Units past H are zero.
+template <class T>
+struct Panels {
+  const T* data = nullptr;
+  int64_t inner = 0;   // K: the size of h (P)
+  int64_t units = 0;   // hidden units per panel
+  int64_t count = 0;   // panels: ceil(H / units)
+  int64_t stride = 0;  // elements per panel: inner * units * gates
+};
+
+// One forward step over the panels [panel_begin, panel_end) (a thread's share): `step` as for
+// the unfused kernels, except that its gates (pre) rows hold only x W_ih^T; h_prev [rows, P].
+// `save`: also write what backward needs (LSTM and GRU: the workspace rows `step.gates` points to).
+template <class Step, class T>
+struct FusedForwardStep {
+  Step step;
+  Rows<const T> h_prev;
+  Panels<T> w;
+  int64_t panel_begin = 0, panel_end = 0;
+  bool save = false;
+};
 
 // Elementwise activations of the vector math, exposed so tests can check every instruction
 // set's exp/sigmoid/tanh against libm.
@@ -33,7 +63,18 @@ struct StepKernels {
   void (*rnn_relu_forward)(const RnnForwardStep<T>&);
   void (*rnn_relu_backward)(const RnnBackwardStep<T>&);
   void (*activation)(Activation kind, const T* in, T* out, int64_t n);
+
+  // The fused forward steps (see Panels), and the vector width their panels are built for.
+  int64_t vector_width;
+  void (*lstm_fused_forward)(const FusedForwardStep<LstmForwardStep<T>, T>&);
+  void (*gru_fused_forward)(const FusedForwardStep<GruForwardStep<T>, T>&);
+  void (*rnn_tanh_fused_forward)(const FusedForwardStep<RnnForwardStep<T>, T>&);
+  void (*rnn_relu_fused_forward)(const FusedForwardStep<RnnForwardStep<T>, T>&);
 };
+
+// Hidden units per panel: one vector width for the LSTM and the GRU (their 4 and 3 gates give
+// the micro-kernel 4 and 3 vectors of columns), four for the vanilla RNN (one gate).
+constexpr int64_t panel_vectors(CellKind cell) { return cell == CellKind::kRnnTanh || cell == CellKind::kRnnRelu ? 4 : 1; }
 
 // One table per instruction set, defined in step_kernels_<isa>.cpp. Double precision runs the
 // baseline (scalar, libm) kernels on every machine: it exists for accuracy, not speed.

@@ -6,7 +6,9 @@
 
 #include <math.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <utility>
 
 #include "cpu/simd/exp_constants.h"
 #include "cpu/step_kernels.h"

@@ -2,7 +2,9 @@
 // with libm's activations.
 #include <math.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <utility>
 
 #include "cpu/step_kernels.h"
 

@@ -99,6 +99,7 @@ void gru_forward(const GruForwardStep<T>& s) {
   for (int64_t r = 0; r < s.rows; ++r) {
     T* gates = s.gates.row(r);
     const T* hh = s.hh.row(r);
+    const T* h_prev = s.h_prev.row(r);
     T* h = s.h.row(r);
     T* y = s.y ? s.y.row(r) : nullptr;
     for_each_block<V>(H, [&](int64_t j, int n) {
@@ -109,7 +110,7 @@ void gru_forward(const GruForwardStep<T>& s) {
       const V h_z = V::load(hh + H + j, n) + bias(s.b_hh, H + j, n);
       const V h_n = V::load(hh + 2 * H + j, n) + bias(s.b_hh, 2 * H + j, n);
       V rg, z, ng, h_new;
-      cell::gru_forward(x_r, x_z, x_n, h_r, h_z, h_n, V::load(h + j, n), rg, z, ng, h_new);
+      cell::gru_forward(x_r, x_z, x_n, h_r, h_z, h_n, V::load(h_prev + j, n), rg, z, ng, h_new);
       rg.store(gates + j, n);
       z.store(gates + H + j, n);
       ng.store(gates + 2 * H + j, n);
@@ -186,6 +187,12 @@ void activation(Activation kind, const T* in, T* out, int64_t n) {
   });
 }
 
+}  // namespace fastrnn::cpu::FASTRNN_ISA
+
+#include "cpu/fused_kernels_impl.h"
+
+namespace fastrnn::cpu::FASTRNN_ISA {
+
 template <class V, class T>
 StepKernels<T> make_step_kernels() {
   StepKernels<T> k;
@@ -198,6 +205,11 @@ StepKernels<T> make_step_kernels() {
   k.rnn_relu_forward = &rnn_forward<cell::ReluActivation, V, T>;
   k.rnn_relu_backward = &rnn_backward<cell::ReluActivation, V, T>;
   k.activation = &activation<V, T>;
+  k.vector_width = V::kWidth;
+  k.lstm_fused_forward = &lstm_fused_forward<V, T>;
+  k.gru_fused_forward = &gru_fused_forward<V, T>;
+  k.rnn_tanh_fused_forward = &rnn_fused_forward<cell::TanhActivation, V, T>;
+  k.rnn_relu_fused_forward = &rnn_fused_forward<cell::ReluActivation, V, T>;
   return k;
 }
 

@@ -105,7 +105,7 @@ __global__ void gru_forward_kernel(GruForwardStep<T, acc_t<T>> s) {
     A rg, z, n, h;
     cell::gru_forward(g[j] + load(s.b_ih, j), g[H + j] + load(s.b_ih, H + j),
                       g[2 * H + j] + load(s.b_ih, 2 * H + j), hh[j] + load(s.b_hh, j),
-                      hh[H + j] + load(s.b_hh, H + j), h_n, to_acc(s.h.row(r)[j]), rg, z, n, h);
+                      hh[H + j] + load(s.b_hh, H + j), h_n, to_acc(s.h_prev.row(r)[j]), rg, z, n, h);
     g[j] = rg;
     g[H + j] = z;
     g[2 * H + j] = n;

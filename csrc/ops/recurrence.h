@@ -4,6 +4,7 @@
 // product, because r multiplies W_hn h + b_hn); the devices differ only in their Backend:
 //
 //   struct Backend {
+//     static constexpr int64_t kProjectionRows;  // rows per chunk of the input projection
 //     using T = ...;  // storage type of the layer's tensors
 //     using A = ...;  // type of pre-activations, saved gates, cell state, carried gradients
 //     // Row-major C[m, n] (+)= op(A)[m, k] op(B)[k, n]; Out is T or A.
@@ -18,6 +19,15 @@
 //     void sum_rows(const T* matrix, int64_t rows, int64_t cols, T* out) const;
 //     void step(const <Cell>Step<T, A>& step) const;        // the LSTM and GRU step kernels
 //     template <CellKind> void rnn_step(const Rnn<Forward|Backward>Step<T, A>&) const;
+//     // The recurrent product of a forward step and its step kernel (gemm_then_step below,
+//     // or fused), with whatever prepare_forward made of the weights once per call.
+//     template <CellKind> auto prepare_forward(const LayerWeights<T>& w) const;
+//     template <CellKind, class Step, class Prepared> void forward_step(const Step& step,
+//         Rows<const T> h_prev, const Prepared& prepared, A* hh_scratch, bool training) const;
+//     // All steps, in order: forward_step(step_at(s)) for s = 0 .. steps - 1 (run_steps_in_order
+//     // below), or the backend's own schedule with the same result.
+//     template <CellKind, class StepAt, class Prepared> void forward_steps(int64_t steps,
+//         const StepAt& step_at, const Prepared& prepared, A* hh_scratch, bool training) const;
 //   };
 //
 // Per layer and direction, forward: the input projection of every step as one GEMM, then per
@@ -37,6 +47,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "fastrnn/cells.h"
@@ -219,6 +230,52 @@ void recurrent_weight_grad(const Backend& backend, const SequenceShape& shape, b
 
 }  // namespace detail
 
+// The recurrent product of one forward step followed by the cell's step kernel, as separate
+// calls: the generic Backend::forward_step (the CPU backend fuses the two). `step` is the
+// cell's step with its x W_ih^T rows; h_prev [rows, P] is the state entering the step;
+// hh [B, G] is scratch for the GRU's W_hh h.
+template <CellKind kCell, class Backend, class Step>
+void gemm_then_step(const Backend& backend, Step step,
+                    Rows<const typename Backend::T> h_prev,
+                    const typename Backend::T* w_hh, int64_t G, int64_t P,
+                    typename Backend::A* hh) {
+  if constexpr (kCell == CellKind::kGru) {
+    backend.gemm(false, true, step.rows, G, P, h_prev.data, h_prev.ld, w_hh, P, false, hh, G);
+    step.hh = {hh, G};
+    backend.step(step);
+  } else if constexpr (kCell == CellKind::kLstm) {
+    backend.gemm(false, true, step.rows, G, P, h_prev.data, h_prev.ld, w_hh, P, true,
+                 step.gates.data, step.gates.ld);
+    backend.step(step);
+  } else {
+    backend.gemm(false, true, step.rows, G, P, h_prev.data, h_prev.ld, w_hh, P, true,
+                 step.pre.data, step.pre.ld);
+    backend.template rnn_step<kCell>(step);
+  }
+}
+
+// The weights gemm_then_step needs: what a backend without fused steps prepares.
+template <class T>
+struct UnfusedWeights {
+  const T* w_hh;
+  int64_t gates, inner;  // W_hh is [gates, inner]: G and P
+
+  template <CellKind kCell>
+  static UnfusedWeights of(const LayerWeights<T>& w) {
+    return {w.w_hh, gate_count(kCell) * w.hidden_size, w.output_size()};
+  }
+};
+
+// forward_step for each step in order: the generic Backend::forward_steps.
+template <CellKind kCell, class Backend, class StepAt, class Prepared>
+void run_steps_in_order(const Backend& backend, int64_t steps, const StepAt& step_at,
+                        const Prepared& prepared, typename Backend::A* hh, bool training) {
+  for (int64_t s = 0; s < steps; ++s) {
+    const auto [step, h_prev] = step_at(s);
+    backend.template forward_step<kCell>(step, h_prev, prepared, hh, training);
+  }
+}
+
 template <CellKind kCell, class Backend>
 void recurrence_forward(const Backend& backend, const SequenceShape& shape,
                         const LayerWeights<typename Backend::T>& w,
@@ -235,80 +292,127 @@ void recurrence_forward(const Backend& backend, const SequenceShape& shape,
   const bool project = kLstm && w.proj_size > 0;
   const bool training = io.workspace != nullptr;
 
-  // Pre-activations of every step, [N, ld]. When training they live in the workspace, where the
-  // step kernels overwrite them with what backward needs; else in scratch with room for what
-  // the kernels write (the GRU kernel also stores h_n next to its gates).
+  // Pre-activations x W_ih^T, rows of width ld. The input projection runs one chunk of steps at
+  // a time (Backend::kProjectionRows rows, a few MB on the CPU), just before those steps read
+  // it: in inference the chunk lives in a small scratch buffer that stays in cache; in training
+  // in the workspace, where the step kernels overwrite it with what backward needs (the GRU
+  // kernel also stores h_n next to its gates).
   const int64_t ld = kGru ? 4 * H : (kLstm && training) ? 5 * H : G;
+  const int64_t chunk_steps =
+      std::max<int64_t>(1, Backend::kProjectionRows / std::max<int64_t>(1, B));
   at::Tensor pre_scratch;
-  A* pre = io.workspace;
-  if (pre == nullptr) {
-    pre_scratch = backend.template scratch<A>(N * ld);
-    pre = data_of<A>(pre_scratch);
+  if (!training) {
+    pre_scratch = backend.template scratch<A>(std::min(N, chunk_steps * B) * ld);
   }
+  A* pre_rows = nullptr;    // the current chunk's first row
+  int64_t row_base = 0;     // its row index in the sequence
 
-  // The input projection of every step at once: pre[:, :G] = x W_ih^T.
-  backend.gemm(false, true, N, G, I, io.x, I, w.w_ih, I, false, pre, ld);
-
-  // h_n (and the cell state) carry the running state, rows [0, rows(t)) updated at step t.
-  backend.copy(io.h_n, io.h0, B * P);
+  // The hidden state alternates between two buffers: step s reads buffer s % 2 and writes the
+  // other, so a step's writes never meet its reads (and threads can split a step's units).
+  // Both start as h0: rows that start late (the reverse direction of a packed batch) read h0
+  // from whichever buffer is current then. The LSTM cell state is updated in place, rows
+  // [0, rows(t)) at step t, so it ends as c_n.
+  at::Tensor h_buffers = backend.template scratch<T>(2 * B * P);
+  T* const h_even = data_of<T>(h_buffers);
+  T* const h_odd = h_even + B * P;
+  backend.copy(h_even, io.h0, B * P);
+  backend.copy(h_odd, io.h0, B * P);
   at::Tensor c_holder;
   A* c_state = nullptr;
   if constexpr (kLstm) c_state = detail::as_acc<A>(backend, c_holder, io.c_n, io.c0, B * H);
   at::Tensor hh_scratch = kGru ? backend.template scratch<A>(B * G) : at::Tensor();
   at::Tensor r_scratch = project ? backend.template scratch<T>(B * H) : at::Tensor();
+  const auto prepared = backend.template prepare_forward<kCell>(w);
 
-  for (int64_t s = 0; s < steps; ++s) {
+  // The cell's step for the s-th step in the recurrence's order (a pure function of s, so a
+  // backend may build steps on any thread), and the state it reads.
+  auto step_at = [&](int64_t s) {
     const int64_t t = reverse ? steps - 1 - s : s;
     const int64_t rows = shape.rows(t);
-    A* pre_t = pre + shape.offset(t) * ld;
+    A* pre_t = pre_rows + (shape.offset(t) - row_base) * ld;
     T* y_t = io.y + shape.offset(t) * P;
+    T* h_prev = s % 2 == 0 ? h_even : h_odd;
+    T* h_new = s % 2 == 0 ? h_odd : h_even;
     if constexpr (kGru) {
-      A* hh = data_of<A>(hh_scratch);
-      backend.gemm(false, true, rows, G, H, io.h_n, H, w.w_hh, H, false, hh, G);
       GruForwardStep<T, A> step;
       step.rows = rows;
       step.hidden = H;
       step.gates = {pre_t, ld};
-      step.hh = {hh, G};
       step.b_ih = w.b_ih;
       step.b_hh = w.b_hh;
-      step.h = {io.h_n, H};
+      step.h_prev = {h_prev, H};
+      step.h = {h_new, H};
       step.y = {y_t, H};
-      backend.step(step);
-    } else {
-      backend.gemm(false, true, rows, G, P, io.h_n, P, w.w_hh, P, true, pre_t, ld);
-      if constexpr (kLstm) {
-        LstmForwardStep<T, A> step;
-        step.rows = rows;
-        step.hidden = H;
-        step.gates = {pre_t, ld};
-        step.b_ih = w.b_ih;
-        step.b_hh = w.b_hh;
-        step.c = {c_state, H};
-        if (training) step.c_saved = {pre_t + 4 * H, ld};
-        if (project) {
-          step.h = {data_of<T>(r_scratch), H};
-        } else {
-          step.h = {io.h_n, H};
-          step.y = {y_t, H};
-        }
-        backend.step(step);
-        if (project) {
-          backend.gemm(false, true, rows, P, H, data_of<T>(r_scratch), H, w.w_hr, H, false,
-                       io.h_n, P);
-          backend.copy_rows(io.h_n, P, y_t, P, rows, P);
-        }
+      return std::pair{step, Rows<const T>{h_prev, P}};
+    } else if constexpr (kLstm) {
+      LstmForwardStep<T, A> step;
+      step.rows = rows;
+      step.hidden = H;
+      step.gates = {pre_t, ld};
+      step.b_ih = w.b_ih;
+      step.b_hh = w.b_hh;
+      step.c = {c_state, H};
+      if (training) step.c_saved = {pre_t + 4 * H, ld};
+      if (project) {
+        step.h = {data_of<T>(r_scratch), H};  // the projection's input; h = r W_hr^T below
       } else {
-        RnnForwardStep<T, A> step;
-        step.rows = rows;
-        step.hidden = H;
-        step.pre = {pre_t, ld};
-        step.b_ih = w.b_ih;
-        step.b_hh = w.b_hh;
-        step.h = {io.h_n, H};
+        step.h = {h_new, H};
         step.y = {y_t, H};
-        backend.template rnn_step<kCell>(step);
       }
+      return std::pair{step, Rows<const T>{h_prev, P}};
+    } else {
+      RnnForwardStep<T, A> step;
+      step.rows = rows;
+      step.hidden = H;
+      step.pre = {pre_t, ld};
+      step.b_ih = w.b_ih;
+      step.b_hh = w.b_hh;
+      step.h = {h_new, H};
+      step.y = {y_t, H};
+      return std::pair{step, Rows<const T>{h_prev, P}};
+    }
+  };
+
+  for (int64_t s0 = 0; s0 < steps; s0 += chunk_steps) {
+    const int64_t s1 = std::min(steps, s0 + chunk_steps);
+    // The chunk's steps cover the contiguous rows of times [t_first, t_last].
+    const int64_t t_first = reverse ? steps - s1 : s0, t_last = reverse ? steps - 1 - s0 : s1 - 1;
+    row_base = shape.offset(t_first);
+    const int64_t chunk_rows = shape.offset(t_last + 1) - row_base;
+    pre_rows = training ? io.workspace + row_base * ld : data_of<A>(pre_scratch);
+    backend.gemm(false, true, chunk_rows, G, I, io.x + row_base * I, I, w.w_ih, I, false,
+                 pre_rows, ld);
+    if (project) {
+      // Each step ends with a GEMM over the whole of r: one step at a time.
+      for (int64_t s = s0; s < s1; ++s) {
+        const auto [step, h_prev] = step_at(s);
+        backend.template forward_step<kCell>(step, h_prev, prepared, static_cast<A*>(nullptr),
+                                             training);
+        T* h_new = s % 2 == 0 ? h_odd : h_even;
+        const int64_t t = reverse ? steps - 1 - s : s;
+        backend.gemm(false, true, step.rows, P, H, data_of<T>(r_scratch), H, w.w_hr, H, false,
+                     h_new, P);
+        backend.copy_rows(h_new, P, io.y + shape.offset(t) * P, P, step.rows, P);
+      }
+    } else {
+      backend.template forward_steps<kCell>(
+          s1 - s0, [&](int64_t i) { return step_at(s0 + i); }, prepared,
+          kGru ? data_of<A>(hh_scratch) : static_cast<A*>(nullptr), training);
+    }
+  }
+
+  // h_n: each sequence's last output in the recurrence's order (its own last step forward,
+  // step 0 in reverse), gathered from y; with no steps, h0.
+  if (steps == 0) {
+    backend.copy(io.h_n, io.h0, B * P);
+  } else if (reverse || shape.uniform()) {
+    const int64_t last = reverse ? 0 : steps - 1;
+    backend.copy_rows(io.y + shape.offset(last) * P, P, io.h_n, P, B, P);
+  } else {
+    for (int64_t t = 0; t < steps; ++t) {  // rows that end at step t: [rows(t + 1), rows(t))
+      const int64_t first = t + 1 < steps ? shape.rows(t + 1) : 0;
+      backend.copy_rows(io.y + (shape.offset(t) + first) * P, P, io.h_n + first * P, P,
+                        shape.rows(t) - first, P);
     }
   }
   if constexpr (kLstm) {

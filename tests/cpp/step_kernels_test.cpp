@@ -83,6 +83,8 @@ GruOut gru_forward(const StepKernels<T>& k, int64_t rows, int64_t H, const std::
   s.hh = const_rows_of(hh_t, 3 * H);
   s.b_ih = bi.data();
   s.b_hh = bh.data();
+  std::vector<T> h_prev_t(h_prev.begin(), h_prev.end());
+  s.h_prev = const_rows_of(h_prev_t, H);
   s.h = rows_of(h, H);
   k.gru_forward(s);
   return {{gates.begin(), gates.end()}, {h.begin(), h.end()}};
@@ -95,7 +97,7 @@ std::vector<double> rnn_forward(const StepKernels<T>& k, bool relu, int64_t rows
   RnnForwardStep<T> s;
   s.rows = rows;
   s.hidden = H;
-  s.pre = const_rows_of(p, H);
+  s.pre = rows_of(p, H);
   s.h = rows_of(h, H);
   (relu ? k.rnn_relu_forward : k.rnn_tanh_forward)(s);
   return {h.begin(), h.end()};

@@ -19,6 +19,7 @@ struct VecF {
   static __m256i first(int n) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
   }
+  static VecF load(const float* p) { return _mm256_loadu_ps(p); }
   static VecF load(const float* p, int n) {
     return n == kWidth ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, first(n));
   }
@@ -35,6 +36,7 @@ inline VecF operator+(VecF a, VecF b) { return _mm256_add_ps(a.v, b.v); }
 inline VecF operator-(VecF a, VecF b) { return _mm256_sub_ps(a.v, b.v); }
 inline VecF operator*(VecF a, VecF b) { return _mm256_mul_ps(a.v, b.v); }
 inline VecF operator/(VecF a, VecF b) { return _mm256_div_ps(a.v, b.v); }
+inline VecF fma(VecF a, VecF b, VecF c) { return _mm256_fmadd_ps(a.v, b.v, c.v); }  // a * b + c
 
 // 2^n for integral n in [-216, 128], as the product of two normal powers of two (n split in
 // halves), so results below FLT_MIN come out as correctly scaled subnormals or 0.

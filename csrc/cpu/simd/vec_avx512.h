@@ -16,6 +16,7 @@ struct VecF {
   VecF(float x) : v(_mm512_set1_ps(x)) {}
 
   static __mmask16 first(int n) { return static_cast<__mmask16>((1u << n) - 1u); }
+  static VecF load(const float* p) { return _mm512_loadu_ps(p); }
   // Loads/stores lanes [0, n); n == kWidth is the common, unmasked case.
   static VecF load(const float* p, int n) {
     return n == kWidth ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(first(n), p);
@@ -33,6 +34,7 @@ inline VecF operator+(VecF a, VecF b) { return _mm512_add_ps(a.v, b.v); }
 inline VecF operator-(VecF a, VecF b) { return _mm512_sub_ps(a.v, b.v); }
 inline VecF operator*(VecF a, VecF b) { return _mm512_mul_ps(a.v, b.v); }
 inline VecF operator/(VecF a, VecF b) { return _mm512_div_ps(a.v, b.v); }
+inline VecF fma(VecF a, VecF b, VecF c) { return _mm512_fmadd_ps(a.v, b.v, c.v); }  // a * b + c
 
 // exp(x), max error about 1 ulp; NaN propagates, +-inf give inf and 0, underflow reaches 0.
 inline __m512 exp_ps(__m512 x) {

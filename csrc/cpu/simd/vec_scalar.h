@@ -12,6 +12,7 @@ struct Vec1 {
   Vec1() = default;
   Vec1(T x) : v(x) {}
 
+  static Vec1 load(const T* p) { return *p; }
   static Vec1 load(const T* p, int /*n*/) { return *p; }
   void store(T* p, int /*n*/) const { *p = v; }
 };
@@ -20,6 +21,7 @@ template <class T> inline Vec1<T> operator+(Vec1<T> a, Vec1<T> b) { return a.v +
 template <class T> inline Vec1<T> operator-(Vec1<T> a, Vec1<T> b) { return a.v - b.v; }
 template <class T> inline Vec1<T> operator*(Vec1<T> a, Vec1<T> b) { return a.v * b.v; }
 template <class T> inline Vec1<T> operator/(Vec1<T> a, Vec1<T> b) { return a.v / b.v; }
+template <class T> inline Vec1<T> fma(Vec1<T> a, Vec1<T> b, Vec1<T> c) { return a.v * b.v + c.v; }
 
 template <class T> inline Vec1<T> sigmoid(Vec1<T> x) { return cell::sigmoid(x.v); }
 template <class T> inline Vec1<T> tanh(Vec1<T> x) { return cell::tanh(x.v); }

@@ -81,13 +81,14 @@ struct GruForwardStep {
   Rows<const A> hh;         // [rows, 3H] h W_hh^T
   const T* b_ih = nullptr;  // [3H] or null
   const T* b_hh = nullptr;  // [3H] or null
-  Rows<T> h;                // [rows, H] in: h_{t-1}; out: h_t
+  Rows<const T> h_prev;     // [rows, H] h_{t-1}
+  Rows<T> h;                // [rows, H] out: h_t
   Rows<T> y;                // [rows, H] out: another copy of h_t, or null
 
   GruForwardStep slice(int64_t begin, int64_t end) const {
     GruForwardStep s = *this;
     s.rows = end - begin;
-    skip_rows(begin, s.gates, s.hh, s.h, s.y);
+    skip_rows(begin, s.gates, s.hh, s.h_prev, s.h, s.y);
     return s;
   }
 };
@@ -114,7 +115,7 @@ struct GruBackwardStep {
 template <class T, class A = T>
 struct RnnForwardStep {
   int64_t rows = 0, hidden = 0;
-  Rows<const A> pre;        // [rows, H] x W_ih^T + h W_hh^T
+  Rows<A> pre;              // [rows, H] x W_ih^T + h W_hh^T (the recurrent GEMM adds into it)
   const T* b_ih = nullptr;  // [H] or null
   const T* b_hh = nullptr;  // [H] or null
   Rows<T> h;                // [rows, H] out: h_t

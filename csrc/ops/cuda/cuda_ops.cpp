@@ -51,6 +51,8 @@ class CudaBackend {
  public:
   using T = Storage;
   using A = cuda::acc_t<T>;
+  // One input-projection GEMM for the whole sequence (the GPU wants it large).
+  static constexpr int64_t kProjectionRows = INT64_MAX;
 
   explicit CudaBackend(const at::TensorOptions& options)
       : options_(options), stream_(at::cuda::getCurrentCUDAStream()) {}
@@ -127,6 +129,22 @@ class CudaBackend {
   template <CellKind kCell, class Step>
   void rnn_step(const Step& s) const {
     C10_CUDA_CHECK((cuda::rnn_step<T, kCell == CellKind::kRnnRelu>(s, stream_)));
+  }
+
+  // A step's recurrent GEMM (cuBLAS), then its step kernel.
+  template <CellKind kCell>
+  UnfusedWeights<T> prepare_forward(const LayerWeights<T>& w) const {
+    return UnfusedWeights<T>::template of<kCell>(w);
+  }
+  template <CellKind kCell, class Step>
+  void forward_step(const Step& step, Rows<const T> h_prev, const UnfusedWeights<T>& w, A* hh,
+                    bool /*training*/) const {
+    gemm_then_step<kCell>(*this, step, h_prev, w.w_hh, w.gates, w.inner, hh);
+  }
+  template <CellKind kCell, class StepAt>
+  void forward_steps(int64_t steps, const StepAt& step_at, const UnfusedWeights<T>& w, A* hh,
+                     bool training) const {
+    run_steps_in_order<kCell>(*this, steps, step_at, w, hh, training);
   }
 
  private:

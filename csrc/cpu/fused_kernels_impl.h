@@ -1,0 +1,179 @@
+// The fused forward step kernels (step_kernels.h: Panels, FusedForwardStep) as templates over a
+// vector type V; included by step_kernels_impl.h inside each instruction set's target region.
+//
+// For each panel (a block of hidden units, every gate) and each block of MR rows of h, the
+// micro-kernel accumulates an MR x NV tile of vectors, acc[r][v] = sum_k h[r, k] * panel[k][v],
+// in registers (NV = the panel's vectors of columns: gates x sub-blocks), then the cell's
+// epilogue adds x W_ih^T and the biases, applies the gate math and writes the new state and
+// outputs. MR is as large as the vector registers allow next to the NV panel vectors.
+
+namespace fastrnn::cpu::FASTRNN_ISA {
+
+// Vector registers of the instruction set (AVX-512: 32, AVX2: 16; the scalar build: the
+// compiler's choice, 16 is a fair budget).
+template <class V>
+constexpr int vector_registers() {
+  return V::kWidth == 16 ? 32 : 16;
+}
+
+// Rows per micro-kernel tile for NV vectors of columns: the accumulators, the NV panel vectors
+// and one broadcast must fit the registers.
+template <class V, int NV>
+constexpr int tile_rows() {
+  return (vector_registers<V>() - NV - 2) / NV > 0 ? (vector_registers<V>() - NV - 2) / NV : 1;
+}
+
+// acc[r][v] = sum over k < inner of a[r * lda + k] * panel[k * NV * W + v * W .. + W).
+template <class V, int MR, int NV, class T>
+inline void accumulate_tile(const T* a, int64_t lda, const T* panel, int64_t inner,
+                            V (&acc)[MR][NV]) {
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) {
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) acc[r][v] = V(T(0));
+  }
+  constexpr int kStride = NV * V::kWidth;
+  for (int64_t k = 0; k < inner; ++k) {
+    const T* row = panel + k * kStride;
+    V b[NV];
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) b[v] = V::load(row + v * V::kWidth);
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      const V broadcast(a[r * lda + k]);
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) acc[r][v] = fma(broadcast, b[v], acc[r][v]);
+    }
+  }
+}
+
+// Runs body.template operator()<mr>(r0) over the rows [0, rows) in tiles of MR rows, the last
+// tile with the rows that remain (each tile height is its own instantiation).
+template <int MR, class Body>
+inline void for_each_tile(int64_t rows, Body&& body) {
+  int64_t r0 = 0;
+  for (; r0 + MR <= rows; r0 += MR) body.template operator()<MR>(r0);
+  if constexpr (MR > 1) {
+    const int64_t rest = rows - r0;
+    if (rest > 0) {
+      // Dispatch the remainder to a tile of exactly that height.
+      [&]<int... R>(std::integer_sequence<int, R...>) {
+        ((rest == R + 1 ? (body.template operator()<R + 1>(r0), 0) : 0), ...);
+      }(std::make_integer_sequence<int, MR - 1>{});
+    }
+  }
+}
+
+// h_prev [rows, inner] times one panel, tile by tile of rows, handing each tile's finished
+// sums to epilogue.template operator()<mr>(r0, acc).
+template <class V, int NV, class T, class Epilogue>
+inline void panel_product(Rows<const T> h_prev, int64_t rows, const T* panel, int64_t inner,
+                          Epilogue&& epilogue) {
+  for_each_tile<tile_rows<V, NV>()>(rows, [&]<int TR>(int64_t r0) {
+    V acc[TR][NV];
+    accumulate_tile<V, TR, NV>(h_prev.row(r0), h_prev.ld, panel, inner, acc);
+    epilogue.template operator()<TR>(r0, acc);
+  });
+}
+
+template <class V, class T>
+void lstm_fused_forward(const FusedForwardStep<LstmForwardStep<T>, T>& f) {
+  constexpr int NV = 4;
+  const LstmForwardStep<T>& s = f.step;
+  const int64_t H = s.hidden;
+  for (int64_t p = f.panel_begin; p < f.panel_end; ++p) {
+    const T* panel = f.w.data + p * f.w.stride;
+    const int64_t u = p * f.w.units;
+    const int n = static_cast<int>(std::min<int64_t>(V::kWidth, H - u));
+    const V bias_i = biases<V>(s.b_ih, s.b_hh, u, n), bias_f = biases<V>(s.b_ih, s.b_hh, H + u, n);
+    const V bias_g = biases<V>(s.b_ih, s.b_hh, 2 * H + u, n);
+    const V bias_o = biases<V>(s.b_ih, s.b_hh, 3 * H + u, n);
+    panel_product<V, NV>(f.h_prev, s.rows, panel, f.w.inner, [&]<int TR>(int64_t r0, V (&acc)[TR][NV]) {
+#pragma GCC unroll 16
+      for (int r = 0; r < TR; ++r) {
+        const int64_t row = r0 + r;
+        T* x = s.gates.row(row);
+        V i = acc[r][0] + V::load(x + u, n) + bias_i;
+        V fg = acc[r][1] + V::load(x + H + u, n) + bias_f;
+        V g = acc[r][2] + V::load(x + 2 * H + u, n) + bias_g;
+        V o = acc[r][3] + V::load(x + 3 * H + u, n) + bias_o;
+        T* c = s.c.row(row) + u;
+        V c_new, h_new;
+        cell::lstm_forward(i, fg, g, o, V::load(c, n), c_new, h_new);
+        c_new.store(c, n);
+        h_new.store(s.h.row(row) + u, n);
+        if (s.y) h_new.store(s.y.row(row) + u, n);
+        if (f.save) {
+          i.store(x + u, n);
+          fg.store(x + H + u, n);
+          g.store(x + 2 * H + u, n);
+          o.store(x + 3 * H + u, n);
+          c_new.store(s.c_saved.row(row) + u, n);
+        }
+      }
+    });
+  }
+}
+
+template <class V, class T>
+void gru_fused_forward(const FusedForwardStep<GruForwardStep<T>, T>& f) {
+  constexpr int NV = 3;
+  const GruForwardStep<T>& s = f.step;
+  const int64_t H = s.hidden;
+  for (int64_t p = f.panel_begin; p < f.panel_end; ++p) {
+    const T* panel = f.w.data + p * f.w.stride;
+    const int64_t u = p * f.w.units;
+    const int n = static_cast<int>(std::min<int64_t>(V::kWidth, H - u));
+    auto bias = [&](const T* b, int64_t offset) { return load_or_zero<V>(b ? b + offset : nullptr, n); };
+    const V bx_r = bias(s.b_ih, u), bx_z = bias(s.b_ih, H + u), bx_n = bias(s.b_ih, 2 * H + u);
+    const V bh_r = bias(s.b_hh, u), bh_z = bias(s.b_hh, H + u), bh_n = bias(s.b_hh, 2 * H + u);
+    panel_product<V, NV>(f.h_prev, s.rows, panel, f.w.inner, [&]<int TR>(int64_t r0, V (&acc)[TR][NV]) {
+#pragma GCC unroll 16
+      for (int r = 0; r < TR; ++r) {
+        const int64_t row = r0 + r;
+        T* x = s.gates.row(row);
+        const V h_n = acc[r][2] + bh_n;
+        V rg, z, ng, h_new;
+        cell::gru_forward(V::load(x + u, n) + bx_r, V::load(x + H + u, n) + bx_z,
+                          V::load(x + 2 * H + u, n) + bx_n, acc[r][0] + bh_r, acc[r][1] + bh_z,
+                          h_n, V::load(s.h_prev.row(row) + u, n), rg, z, ng, h_new);
+        h_new.store(s.h.row(row) + u, n);
+        if (s.y) h_new.store(s.y.row(row) + u, n);
+        if (f.save) {
+          rg.store(x + u, n);
+          z.store(x + H + u, n);
+          ng.store(x + 2 * H + u, n);
+          h_n.store(x + 3 * H + u, n);
+        }
+      }
+    });
+  }
+}
+
+template <class Activation, class V, class T>
+void rnn_fused_forward(const FusedForwardStep<RnnForwardStep<T>, T>& f) {
+  constexpr int NV = 4;  // four sub-blocks of units, one gate
+  const RnnForwardStep<T>& s = f.step;
+  const int64_t H = s.hidden;
+  for (int64_t p = f.panel_begin; p < f.panel_end; ++p) {
+    const T* panel = f.w.data + p * f.w.stride;
+    panel_product<V, NV>(f.h_prev, s.rows, panel, f.w.inner, [&]<int TR>(int64_t r0, V (&acc)[TR][NV]) {
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        const int64_t u = p * f.w.units + v * V::kWidth;
+        if (u >= H) break;
+        const int n = static_cast<int>(std::min<int64_t>(V::kWidth, H - u));
+        const V bias = biases<V>(s.b_ih, s.b_hh, u, n);
+#pragma GCC unroll 16
+        for (int r = 0; r < TR; ++r) {
+          const int64_t row = r0 + r;
+          const V out = Activation::forward(acc[r][v] + V::load(s.pre.row(row) + u, n) + bias);
+          out.store(s.h.row(row) + u, n);
+          if (s.y) out.store(s.y.row(row) + u, n);
+        }
+      }
+    });
+  }
+}
+
+}  // namespace fastrnn::cpu::FASTRNN_ISA
