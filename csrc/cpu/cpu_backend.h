@@ -25,10 +25,11 @@ class CpuBackend {
  public:
   using T = Scalar;
   using A = Scalar;
-  // The input projection runs ~1024 rows at a time: a GEMM still large enough to run near the
-  // machine's rate, and a chunk of pre-activations (a few MB) that stays in cache until its steps
-  // read it, instead of a whole-sequence buffer faulted in page by page on every call.
-  static constexpr int64_t kProjectionRows = 1024;
+  // Whole-sequence GEMMs (the input projection; the input, weight and bias gradients) run ~1024
+  // rows at a time: GEMMs still large enough to run near the machine's rate, on chunks of
+  // pre-activations or gate gradients (a few MB) that stay in cache between the steps that write
+  // or read them, instead of whole-sequence buffers faulted in page by page on every call.
+  static constexpr int64_t kChunkRows = 1024;
 
   template <class Out>
   void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda,
@@ -64,11 +65,16 @@ class CpuBackend {
     for (int64_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
   }
 
-  // Column sums of a [rows, cols] matrix, with torch's reduction (for its accuracy).
-  void sum_rows(const T* matrix, int64_t rows, int64_t cols, T* out) const {
+  // Column sums of a [rows, cols] matrix into (or added to) out, with torch's reduction.
+  void sum_rows(const T* matrix, int64_t rows, int64_t cols, T* out, bool accumulate) const {
     const auto options = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
     at::Tensor result = at::from_blob(out, {cols}, options);
-    at::sum_out(result, at::from_blob(const_cast<T*>(matrix), {rows, cols}, options), {0});
+    const at::Tensor m = at::from_blob(const_cast<T*>(matrix), {rows, cols}, options);
+    if (accumulate) {
+      result.add_(m.sum(0));
+    } else {
+      at::sum_out(result, m, {0});
+    }
   }
 
   void step(const LstmForwardStep<T>& s) const { run(kernels_.lstm_forward, s); }
@@ -172,6 +178,54 @@ class CpuBackend {
       }
     }
     (void)hh;
+  }
+
+  // ---- backward: the recurrent product with fastrnn's micro-kernel, steps split by units ----
+
+  void hidden_grad(int64_t rows, Rows<const T> dgates, const T* w_hh, int64_t G, int64_t P,
+                   Rows<A> dh, int64_t c0, int64_t c1, bool accumulate) const {
+    HiddenGradStep<T> g;
+    g.rows = rows;
+    g.inner = G;
+    g.dgates = dgates;
+    g.w = w_hh;
+    g.ldw = P;
+    g.dh = dh;
+    g.col_begin = c0;
+    g.col_end = c1;
+    g.accumulate = accumulate;
+    if (rows > 0 && c1 > c0) kernels_.hidden_grad(g);
+  }
+
+  // The backward iterations [k0, k1) in one parallel region: each thread owns a range of hidden
+  // units, runs the pointwise half of every iteration for them, waits at the one barrier (the
+  // recurrent half needs every unit's gate gradients), then computes the same range of dh
+  // columns, which is exactly what its pointwise half of the next iteration reads.
+  template <CellKind kCell, class Pointwise, class Recurrent>
+  void backward_steps(int64_t k0, int64_t k1, const Pointwise& pointwise,
+                      const Recurrent& recurrent, int64_t units, int64_t columns, bool splittable,
+                      int64_t flops_per_step) const {
+    const int64_t width = kernels_.vector_width;
+    const int64_t blocks = (units + width - 1) / width;  // units in whole vectors per thread
+    const int threads = splittable ? threads_for(blocks, flops_per_step / std::max<int64_t>(1, blocks)) : 1;
+    if (threads <= 1) {
+      for (int64_t k = k0; k < k1; ++k) {
+        pointwise(k, 0, units);
+        recurrent(k, 0, columns);
+      }
+      return;
+    }
+#pragma omp parallel num_threads(threads)
+    {
+      const int64_t id = omp_get_thread_num(), team = omp_get_num_threads();
+      const int64_t u0 = std::min(units, blocks * id / team * width);
+      const int64_t u1 = std::min(units, blocks * (id + 1) / team * width);
+      for (int64_t k = k0; k < k1; ++k) {
+        if (u1 > u0) pointwise(k, u0, u1);
+#pragma omp barrier
+        if (u1 > u0) recurrent(k, u0, u1);
+      }
+    }
   }
 
   template <CellKind kCell>

@@ -23,26 +23,27 @@ constexpr int tile_rows() {
   return (vector_registers<V>() - NV - 2) / NV > 0 ? (vector_registers<V>() - NV - 2) / NV : 1;
 }
 
-// acc[r][v] = sum over k < inner of a[r * lda + k] * panel[k * NV * W + v * W .. + W).
+// acc[r][v] = sum over k < inner of a[r * lda + k] * b[k * ldb + v * W .. + W), the last of the
+// NV vectors holding only `last` lanes (the rest zero; b is not read past them).
 template <class V, int MR, int NV, class T>
-inline void accumulate_tile(const T* a, int64_t lda, const T* panel, int64_t inner,
-                            V (&acc)[MR][NV]) {
+inline void accumulate_tile(const T* a, int64_t lda, const T* b, int64_t ldb, int64_t inner,
+                            int last, V (&acc)[MR][NV]) {
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r) {
 #pragma GCC unroll 16
     for (int v = 0; v < NV; ++v) acc[r][v] = V(T(0));
   }
-  constexpr int kStride = NV * V::kWidth;
   for (int64_t k = 0; k < inner; ++k) {
-    const T* row = panel + k * kStride;
-    V b[NV];
+    const T* row = b + k * ldb;
+    V bv[NV];
 #pragma GCC unroll 16
-    for (int v = 0; v < NV; ++v) b[v] = V::load(row + v * V::kWidth);
+    for (int v = 0; v < NV - 1; ++v) bv[v] = V::load(row + v * V::kWidth);
+    bv[NV - 1] = V::load(row + (NV - 1) * V::kWidth, last);
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
       const V broadcast(a[r * lda + k]);
 #pragma GCC unroll 16
-      for (int v = 0; v < NV; ++v) acc[r][v] = fma(broadcast, b[v], acc[r][v]);
+      for (int v = 0; v < NV; ++v) acc[r][v] = fma(broadcast, bv[v], acc[r][v]);
     }
   }
 }
@@ -71,7 +72,8 @@ inline void panel_product(Rows<const T> h_prev, int64_t rows, const T* panel, in
                           Epilogue&& epilogue) {
   for_each_tile<tile_rows<V, NV>()>(rows, [&]<int TR>(int64_t r0) {
     V acc[TR][NV];
-    accumulate_tile<V, TR, NV>(h_prev.row(r0), h_prev.ld, panel, inner, acc);
+    accumulate_tile<V, TR, NV>(h_prev.row(r0), h_prev.ld, panel, NV * V::kWidth, inner,
+                               V::kWidth, acc);
     epilogue.template operator()<TR>(r0, acc);
   });
 }
@@ -173,6 +175,41 @@ void rnn_fused_forward(const FusedForwardStep<RnnForwardStep<T>, T>& f) {
         }
       }
     });
+  }
+}
+
+// The recurrent half of a backward step, for the output columns [col_begin, col_end):
+// dh (+)= dgates [rows, inner] times W_hh [inner, ldw] (W_hh as stored: row k is gate row k).
+template <class V, class T>
+void hidden_grad(const HiddenGradStep<T>& g) {
+  constexpr int NV = 4;
+  constexpr int64_t kCols = NV * V::kWidth;
+  for (int64_t c = g.col_begin; c < g.col_end; c += kCols) {
+    const int64_t width = std::min(kCols, g.col_end - c);
+    // Full vectors, then the lanes of the last one (a narrower tile reads no column past end).
+    auto tile = [&]<int NVT>() {
+      const int last = static_cast<int>(width - (NVT - 1) * V::kWidth);
+      for_each_tile<tile_rows<V, NV>()>(g.rows, [&]<int TR>(int64_t r0) {
+        V acc[TR][NVT];
+        accumulate_tile<V, TR, NVT>(g.dgates.row(r0), g.dgates.ld, g.w + c, g.ldw, g.inner, last,
+                                    acc);
+#pragma GCC unroll 16
+        for (int r = 0; r < TR; ++r) {
+          T* out = g.dh.row(r0 + r) + c;
+#pragma GCC unroll 4
+          for (int v = 0; v < NVT; ++v) {
+            const int n = v == NVT - 1 ? last : V::kWidth;
+            const V sum = g.accumulate ? acc[r][v] + V::load(out + v * V::kWidth, n) : acc[r][v];
+            sum.store(out + v * V::kWidth, n);
+          }
+        }
+      });
+    };
+    const int64_t vectors = (width + V::kWidth - 1) / V::kWidth;
+    if (vectors == 4) tile.template operator()<4>();
+    else if (vectors == 3) tile.template operator()<3>();
+    else if (vectors == 2) tile.template operator()<2>();
+    else tile.template operator()<1>();
   }
 }
 

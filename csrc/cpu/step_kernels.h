@@ -48,6 +48,19 @@ struct FusedForwardStep {
   bool save = false;
 };
 
+// The recurrent half of a backward step for the output columns [col_begin, col_end) of dh:
+// dh[r, c] (+)= sum over k of dgates[r, k] * w[k * ldw + c], with w = W_hh [G, P] as stored.
+template <class T>
+struct HiddenGradStep {
+  int64_t rows = 0, inner = 0;  // inner: G
+  Rows<const T> dgates;         // [rows, G]
+  const T* w = nullptr;
+  int64_t ldw = 0;              // P
+  Rows<T> dh;                   // [rows, P]
+  int64_t col_begin = 0, col_end = 0;
+  bool accumulate = false;      // add to dh (the GRU's direct part) instead of overwriting it
+};
+
 // Elementwise activations of the vector math, exposed so tests can check every instruction
 // set's exp/sigmoid/tanh against libm.
 enum class Activation { kSigmoid, kTanh, kRelu };
@@ -70,6 +83,7 @@ struct StepKernels {
   void (*gru_fused_forward)(const FusedForwardStep<GruForwardStep<T>, T>&);
   void (*rnn_tanh_fused_forward)(const FusedForwardStep<RnnForwardStep<T>, T>&);
   void (*rnn_relu_fused_forward)(const FusedForwardStep<RnnForwardStep<T>, T>&);
+  void (*hidden_grad)(const HiddenGradStep<T>&);
 };
 
 // Hidden units per panel: one vector width for the LSTM and the GRU (their 4 and 3 gates give

@@ -61,6 +61,12 @@ void lstm_forward(const LstmForwardStep<T>& s) {
   }
 }
 
+// The hidden units a backward step covers (see LstmBackwardStep::units).
+template <class Step>
+inline int64_t units_of(const Step& s) {
+  return s.units > 0 ? s.units : s.hidden;
+}
+
 template <class V, class T>
 void lstm_backward(const LstmBackwardStep<T>& s) {
   const int64_t H = s.hidden;
@@ -73,7 +79,7 @@ void lstm_backward(const LstmBackwardStep<T>& s) {
     T* dc = s.dc.row(r);
     T* dgates = s.dgates.row(r);
     T* r_out = s.r ? s.r.row(r) : nullptr;
-    for_each_block<V>(H, [&](int64_t j, int n) {
+    for_each_block<V>(units_of(s), [&](int64_t j, int n) {
       const V dh_total = V::load(dh + j, n) + load_or_zero<V>(dy ? dy + j : nullptr, n);
       V di, df, dg, do_, dc_prev, proj_in;
       cell::lstm_backward(V::load(gates + j, n), V::load(gates + H + j, n),
@@ -131,7 +137,7 @@ void gru_backward(const GruBackwardStep<T>& s) {
     T* dh = s.dh.row(r);
     T* d_ih = s.dgates_ih.row(r);
     T* d_hh = s.dgates_hh.row(r);
-    for_each_block<V>(H, [&](int64_t j, int n) {
+    for_each_block<V>(units_of(s), [&](int64_t j, int n) {
       const V dh_total = V::load(dh + j, n) + load_or_zero<V>(dy ? dy + j : nullptr, n);
       V dr, dz, dn, dh_n, dh_prev;
       cell::gru_backward(V::load(gates + j, n), V::load(gates + H + j, n),
@@ -169,7 +175,7 @@ void rnn_backward(const RnnBackwardStep<T>& s) {
     const T* dh = s.dh.row(r);
     const T* dy = s.dy ? s.dy.row(r) : nullptr;
     T* dpre = s.dpre.row(r);
-    for_each_block<V>(s.hidden, [&](int64_t j, int n) {
+    for_each_block<V>(units_of(s), [&](int64_t j, int n) {
       const V dh_total = V::load(dh + j, n) + load_or_zero<V>(dy ? dy + j : nullptr, n);
       Activation::backward(dh_total, V::load(h + j, n)).store(dpre + j, n);
     });
@@ -210,6 +216,7 @@ StepKernels<T> make_step_kernels() {
   k.gru_fused_forward = &gru_fused_forward<V, T>;
   k.rnn_tanh_fused_forward = &rnn_fused_forward<cell::TanhActivation, V, T>;
   k.rnn_relu_fused_forward = &rnn_fused_forward<cell::ReluActivation, V, T>;
+  k.hidden_grad = &hidden_grad<V, T>;
   return k;
 }
 

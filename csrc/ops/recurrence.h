@@ -4,7 +4,7 @@
 // product, because r multiplies W_hn h + b_hn); the devices differ only in their Backend:
 //
 //   struct Backend {
-//     static constexpr int64_t kProjectionRows;  // rows per chunk of the input projection
+//     static constexpr int64_t kChunkRows;  // rows per chunk of the whole-sequence GEMMs
 //     using T = ...;  // storage type of the layer's tensors
 //     using A = ...;  // type of pre-activations, saved gates, cell state, carried gradients
 //     // Row-major C[m, n] (+)= op(A)[m, k] op(B)[k, n]; Out is T or A.
@@ -16,7 +16,7 @@
 //     void copy_rows(const T* src, int64_t src_ld, T* dst, int64_t dst_ld, int64_t rows,
 //                    int64_t cols) const;
 //     void add(T* out, const T* a, const A* b, int64_t n) const;   // out = a + b
-//     void sum_rows(const T* matrix, int64_t rows, int64_t cols, T* out) const;
+//     void sum_rows(const T* matrix, int64_t rows, int64_t cols, T* out, bool accumulate) const;
 //     void step(const <Cell>Step<T, A>& step) const;        // the LSTM and GRU step kernels
 //     template <CellKind> void rnn_step(const Rnn<Forward|Backward>Step<T, A>&) const;
 //     // The recurrent product of a forward step and its step kernel (gemm_then_step below,
@@ -28,6 +28,14 @@
 //     // below), or the backend's own schedule with the same result.
 //     template <CellKind, class StepAt, class Prepared> void forward_steps(int64_t steps,
 //         const StepAt& step_at, const Prepared& prepared, A* hh_scratch, bool training) const;
+//     // Backward: dh[:, c0:c1] (+)= dgates [rows, G] W_hh[:, c0:c1], and the iterations
+//     // [k0, k1): pointwise(k, 0, units) then recurrent(k, 0, columns) for each k in order
+//     // (run_backward_in_order below), or split by units/columns when `splittable`.
+//     void hidden_grad(int64_t rows, Rows<const T> dgates, const T* w_hh, int64_t G, int64_t P,
+//                      Rows<A> dh, int64_t c0, int64_t c1, bool accumulate) const;
+//     template <CellKind, class Pointwise, class Recurrent> void backward_steps(int64_t k0,
+//         int64_t k1, const Pointwise&, const Recurrent&, int64_t units, int64_t columns,
+//         bool splittable, int64_t flops_per_step) const;
 //   };
 //
 // Per layer and direction, forward: the input projection of every step as one GEMM, then per
@@ -198,36 +206,6 @@ void step_with_previous(const Backend& backend, const Step& step, Rows<const U> 
   }
 }
 
-// dW_hh = sum over steps of dgates_hh[t]^T h_{t-1}: two GEMMs straight from y and h0 when every
-// step has all rows, else one GEMM over h_{t-1} gathered for every row.
-template <class Backend, class T>
-void recurrent_weight_grad(const Backend& backend, const SequenceShape& shape, bool reverse,
-                           int64_t gates, int64_t out, const T* dgates_hh, const T* y,
-                           const T* h0, T* dw_hh) {
-  const int64_t N = shape.total_rows(), B = shape.batch();
-  if (shape.uniform()) {
-    // Rows whose h_{t-1} is h0: the first step in the recurrence's order.
-    const int64_t first = reverse ? N - B : 0;
-    backend.gemm(true, false, gates, out, B, dgates_hh + first * gates, gates, h0, out, false,
-                 dw_hh, out);
-    // The other rows: h_{t-1} is the output one step earlier in that order.
-    const T* dg_rest = dgates_hh + (reverse ? 0 : B * gates);
-    const T* h_rest = y + (reverse ? B * out : 0);
-    backend.gemm(true, false, gates, out, N - B, dg_rest, gates, h_rest, out, true, dw_hh, out);
-    return;
-  }
-  at::Tensor gathered = backend.template scratch<T>(N * out);
-  T* h_prev = data_of<T>(gathered);
-  for (int64_t t = 0; t < shape.steps(); ++t) {
-    const PreviousStep from = previous_step(shape, t, reverse);
-    T* dst = h_prev + shape.offset(t) * out;
-    backend.copy_rows(y + from.offset * out, out, dst, out, from.split, out);
-    backend.copy_rows(h0 + from.split * out, out, dst + from.split * out, out,
-                      shape.rows(t) - from.split, out);
-  }
-  backend.gemm(true, false, gates, out, N, dgates_hh, gates, h_prev, out, false, dw_hh, out);
-}
-
 }  // namespace detail
 
 // The recurrent product of one forward step followed by the cell's step kernel, as separate
@@ -276,6 +254,17 @@ void run_steps_in_order(const Backend& backend, int64_t steps, const StepAt& ste
   }
 }
 
+// pointwise then recurrent for each backward iteration in order: the generic
+// Backend::backward_steps.
+template <class Pointwise, class Recurrent>
+void run_backward_in_order(int64_t k0, int64_t k1, const Pointwise& pointwise,
+                           const Recurrent& recurrent, int64_t units, int64_t columns) {
+  for (int64_t k = k0; k < k1; ++k) {
+    pointwise(k, 0, units);
+    recurrent(k, 0, columns);
+  }
+}
+
 template <CellKind kCell, class Backend>
 void recurrence_forward(const Backend& backend, const SequenceShape& shape,
                         const LayerWeights<typename Backend::T>& w,
@@ -293,13 +282,13 @@ void recurrence_forward(const Backend& backend, const SequenceShape& shape,
   const bool training = io.workspace != nullptr;
 
   // Pre-activations x W_ih^T, rows of width ld. The input projection runs one chunk of steps at
-  // a time (Backend::kProjectionRows rows, a few MB on the CPU), just before those steps read
+  // a time (Backend::kChunkRows rows, a few MB on the CPU), just before those steps read
   // it: in inference the chunk lives in a small scratch buffer that stays in cache; in training
   // in the workspace, where the step kernels overwrite it with what backward needs (the GRU
   // kernel also stores h_n next to its gates).
   const int64_t ld = kGru ? 4 * H : (kLstm && training) ? 5 * H : G;
   const int64_t chunk_steps =
-      std::max<int64_t>(1, Backend::kProjectionRows / std::max<int64_t>(1, B));
+      std::max<int64_t>(1, Backend::kChunkRows / std::max<int64_t>(1, B));
   at::Tensor pre_scratch;
   if (!training) {
     pre_scratch = backend.template scratch<A>(std::min(N, chunk_steps * B) * ld);
@@ -447,92 +436,140 @@ void recurrence_backward(const Backend& backend, const SequenceShape& shape,
     c0 = detail::read_as_acc<A>(backend, c0_holder, io.c0, B * H);
   }
 
-  // Gradients of the pre-activations of every step, [N, G]: the input side (for dx, dW_ih,
-  // db_ih) and the recurrent side (for dh, dW_hh, db_hh), which differ only for the GRU.
-  at::Tensor dgates_ih_buffer = backend.template scratch<T>(N * G);
-  at::Tensor dgates_hh_buffer = kGru ? backend.template scratch<T>(N * G) : dgates_ih_buffer;
-  T* dgates_ih = data_of<T>(dgates_ih_buffer);
-  T* dgates_hh = data_of<T>(dgates_hh_buffer);
-
-  // Projection: dL/dh of every step [N, P] and the projection's input r of every step [N, H]
-  // (both for dW_hr), and dL/dr of one step [B, H].
-  at::Tensor dh_all, r_all, dr;
+  // The steps run backwards in chunks of about Backend::kChunkRows rows. A chunk's gate
+  // gradients [rows, G] (the input side, for dx, dW_ih, db_ih; and the recurrent side, for dh,
+  // dW_hh, db_hh, which differ only for the GRU) feed the chunk's share of the input, weight and
+  // bias gradients right after its steps, while they are still in cache; the weight and bias
+  // gradients accumulate over the chunks.
+  const int64_t chunk_steps = std::max<int64_t>(1, Backend::kChunkRows / std::max<int64_t>(1, B));
+  const int64_t chunk_capacity = std::min(N, chunk_steps * B);
+  at::Tensor dgates_ih_buffer = backend.template scratch<T>(chunk_capacity * G);
+  at::Tensor dgates_hh_buffer =
+      kGru ? backend.template scratch<T>(chunk_capacity * G) : dgates_ih_buffer;
+  T* const dgates_ih = data_of<T>(dgates_ih_buffer);
+  T* const dgates_hh = data_of<T>(dgates_hh_buffer);
+  at::Tensor h_prev_buffer = backend.template scratch<T>(chunk_capacity * P);  // h_{t-1} rows
+  // Projection: a chunk's dL/dh [rows, P] and the projection's input r [rows, H] (for dW_hr),
+  // and dL/dr of one step [B, H].
+  at::Tensor dh_chunk, r_chunk, dr;
   if (project) {
-    dh_all = backend.template scratch<T>(N * P);
-    r_all = backend.template scratch<T>(N * H);
+    dh_chunk = backend.template scratch<T>(chunk_capacity * P);
+    r_chunk = backend.template scratch<T>(chunk_capacity * H);
     dr = backend.template scratch<A>(B * H);
   }
 
-  for (int64_t s = 0; s < steps; ++s) {
-    const int64_t t = reverse ? s : steps - 1 - s;
-    const int64_t rows = shape.rows(t);
-    const int64_t offset = shape.offset(t);
-    const detail::PreviousStep from = detail::previous_step(shape, t, reverse);
-    const T* dy_t = io.dy + offset * P;
-    if constexpr (kLstm) {
-      const A* saved = io.workspace + offset * ld;
-      LstmBackwardStep<T, A> step;
-      step.rows = rows;
-      step.hidden = H;
-      step.gates = {saved, ld};
-      step.c = {saved + 4 * H, ld};
-      step.dc = {dc, H};
-      step.dgates = {dgates_ih + offset * G, G};
-      if (project) {
-        // dL/dh_t = dy_t + the carried part, then back through h = r W_hr^T.
-        T* dh_t = data_of<T>(dh_all) + offset * P;
-        backend.add(dh_t, dy_t, dh, rows * P);
-        backend.gemm(false, false, rows, H, P, dh_t, P, w.w_hr, H, false, data_of<A>(dr), H);
-        step.dh = {data_of<A>(dr), H};
-        step.r = {data_of<T>(r_all) + offset * H, H};
+  for (int64_t k0 = 0; k0 < steps; k0 += chunk_steps) {
+    const int64_t k1 = std::min(steps, k0 + chunk_steps);
+    // Backward iteration k runs time t = k in reverse, steps - 1 - k forward; the chunk's times
+    // cover the contiguous rows [row_base, row_base + chunk_rows).
+    const int64_t t_low = reverse ? k0 : steps - k1, t_high = reverse ? k1 - 1 : steps - 1 - k0;
+    const int64_t row_base = shape.offset(t_low);
+    const int64_t chunk_rows = shape.offset(t_high + 1) - row_base;
+    const bool first_chunk = k0 == 0;
+
+    // Backward iteration k in two halves, each over a range of hidden units or output columns,
+    // so a backend may split them between threads: `pointwise` turns the saved gates into gate
+    // gradients for units [u0, u1) (and gathers those columns of h_{t-1} for dW_hh);
+    // `recurrent` then computes columns [c0, c1) of dL/dh_{t-1} from every unit's gate gradients
+    // (the GRU adds to the direct part its pointwise half left in dh).
+    auto pointwise = [&](int64_t k, int64_t u0, int64_t u1) {
+      const int64_t t = reverse ? k : steps - 1 - k;
+      const int64_t rows = shape.rows(t);
+      const int64_t offset = shape.offset(t);
+      const int64_t local = offset - row_base;  // the step's first row in the chunk buffers
+      const detail::PreviousStep from = detail::previous_step(shape, t, reverse);
+      const T* dy_t = io.dy + offset * P;
+      if constexpr (kLstm) {
+        const A* saved = io.workspace + offset * ld;
+        LstmBackwardStep<T, A> step;
+        step.rows = rows;
+        step.hidden = H;
+        step.gates = {saved, ld};
+        step.c = {saved + 4 * H, ld};
+        step.dc = {dc, H};
+        step.dgates = {dgates_ih + local * G, G};
+        if (project) {  // whole steps only (u0 = 0, u1 = H)
+          // dL/dh_t = dy_t + the carried part, then back through h = r W_hr^T.
+          T* dh_t = data_of<T>(dh_chunk) + local * P;
+          backend.add(dh_t, dy_t, dh, rows * P);
+          backend.gemm(false, false, rows, H, P, dh_t, P, w.w_hr, H, false, data_of<A>(dr), H);
+          step.dh = {data_of<A>(dr), H};
+          step.r = {data_of<T>(r_chunk) + local * H, H};
+        } else {
+          step.dh = {dh, H};
+          step.dy = {dy_t, H};
+        }
+        detail::step_with_previous(backend, step.unit_slice(u0, u1),
+                                   &LstmBackwardStep<T, A>::c_prev, from,
+                                   Rows<const A>{io.workspace + 4 * H + u0, ld},
+                                   Rows<const A>{c0 + u0, H});
+      } else if constexpr (kGru) {
+        GruBackwardStep<T, A> step;
+        step.rows = rows;
+        step.hidden = H;
+        step.gates = {io.workspace + offset * ld, ld};
+        step.dy = {dy_t, H};
+        step.dh = {dh, H};
+        step.dgates_ih = {dgates_ih + local * G, G};
+        step.dgates_hh = {dgates_hh + local * G, G};
+        detail::step_with_previous(backend, step.unit_slice(u0, u1),
+                                   &GruBackwardStep<T, A>::h_prev, from,
+                                   Rows<const T>{io.y + u0, H}, Rows<const T>{io.h0 + u0, H});
       } else {
+        RnnBackwardStep<T, A> step;
+        step.rows = rows;
+        step.hidden = H;
+        step.h = {io.y + offset * H, H};
         step.dh = {dh, H};
         step.dy = {dy_t, H};
+        step.dpre = {dgates_ih + local * G, G};
+        backend.template rnn_step<kCell>(step.unit_slice(u0, u1));
       }
-      detail::step_with_previous(backend, step, &LstmBackwardStep<T, A>::c_prev, from,
-                                 Rows<const A>{io.workspace + 4 * H, ld}, Rows<const A>{c0, H});
-      backend.gemm(false, false, rows, P, G, dgates_ih + offset * G, G, w.w_hh, P, false, dh, P);
-    } else if constexpr (kGru) {
-      GruBackwardStep<T, A> step;
-      step.rows = rows;
-      step.hidden = H;
-      step.gates = {io.workspace + offset * ld, ld};
-      step.dy = {dy_t, H};
-      step.dh = {dh, H};
-      step.dgates_ih = {dgates_ih + offset * G, G};
-      step.dgates_hh = {dgates_hh + offset * G, G};
-      detail::step_with_previous(backend, step, &GruBackwardStep<T, A>::h_prev, from,
-                                 Rows<const T>{io.y, H}, Rows<const T>{io.h0, H});
-      // The step kernel left z * dL/dh_t in dh; add the part through W_hh.
-      backend.gemm(false, false, rows, H, G, dgates_hh + offset * G, G, w.w_hh, H, true, dh, H);
-    } else {
-      RnnBackwardStep<T, A> step;
-      step.rows = rows;
-      step.hidden = H;
-      step.h = {io.y + offset * H, H};
-      step.dh = {dh, H};
-      step.dy = {dy_t, H};
-      step.dpre = {dgates_ih + offset * G, G};
-      backend.template rnn_step<kCell>(step);
-      backend.gemm(false, false, rows, H, G, dgates_ih + offset * G, G, w.w_hh, H, false, dh, H);
+      // h_{t-1} of the step's rows, columns [u0, u1) (P = H here unless projected, when the
+      // range is whole), for dW_hh: the previous step's outputs, or h0.
+      const int64_t c_begin = project ? 0 : u0, c_end = project ? P : u1;
+      T* h_prev = data_of<T>(h_prev_buffer) + local * P + c_begin;
+      backend.copy_rows(io.y + from.offset * P + c_begin, P, h_prev, P, from.split,
+                        c_end - c_begin);
+      backend.copy_rows(io.h0 + from.split * P + c_begin, P, h_prev + from.split * P, P,
+                        rows - from.split, c_end - c_begin);
+    };
+    auto recurrent = [&](int64_t k, int64_t c0, int64_t c1) {
+      const int64_t t = reverse ? k : steps - 1 - k;
+      const int64_t local = shape.offset(t) - row_base;
+      const T* dgates = kGru ? dgates_hh : dgates_ih;
+      backend.hidden_grad(shape.rows(t), Rows<const T>{dgates + local * G, G}, w.w_hh, G, P,
+                          Rows<A>{dh, P}, c0, c1, kGru);
+    };
+    backend.template backward_steps<kCell>(k0, k1, pointwise, recurrent, H, P, !project,
+                                           2 * B * G * P);
+
+    // The chunk's share of the input, weight and bias gradients.
+    if (io.dx != nullptr) {
+      backend.gemm(false, false, chunk_rows, I, G, dgates_ih, G, w.w_ih, I, false,
+                   io.dx + row_base * I, I);
     }
+    backend.gemm(true, false, G, I, chunk_rows, dgates_ih, G, io.x + row_base * I, I,
+                 !first_chunk, io.dw_ih, I);
+    backend.gemm(true, false, G, P, chunk_rows, dgates_hh, G, data_of<T>(h_prev_buffer), P,
+                 !first_chunk, io.dw_hh, P);
+    backend.sum_rows(dgates_ih, chunk_rows, G, io.db_ih, !first_chunk);
+    backend.sum_rows(dgates_hh, chunk_rows, G, io.db_hh, !first_chunk);
+    if (project) {
+      backend.gemm(true, false, P, H, chunk_rows, data_of<T>(dh_chunk), P, data_of<T>(r_chunk),
+                   H, !first_chunk, io.dw_hr, H);
+    }
+  }
+  if (steps == 0) {  // nothing ran: the weight and bias gradients are zero
+    backend.gemm(true, false, G, I, 0, dgates_ih, G, io.x, I, false, io.dw_ih, I);
+    backend.gemm(true, false, G, P, 0, dgates_hh, G, io.x, P, false, io.dw_hh, P);
+    backend.sum_rows(dgates_ih, 0, G, io.db_ih, false);
+    backend.sum_rows(dgates_hh, 0, G, io.db_hh, false);
+    if (project) backend.gemm(true, false, P, H, 0, dgates_ih, P, io.x, H, false, io.dw_hr, H);
   }
   if (dh != static_cast<void*>(io.dh0)) backend.copy(io.dh0, dh, B * P);
   if constexpr (kLstm) {
     if (dc != static_cast<void*>(io.dc0)) backend.copy(io.dc0, dc, B * H);
-  }
-
-  // Whole-sequence products.
-  if (io.dx != nullptr) {
-    backend.gemm(false, false, N, I, G, dgates_ih, G, w.w_ih, I, false, io.dx, I);
-  }
-  backend.gemm(true, false, G, I, N, dgates_ih, G, io.x, I, false, io.dw_ih, I);
-  detail::recurrent_weight_grad(backend, shape, reverse, G, P, dgates_hh, io.y, io.h0, io.dw_hh);
-  backend.sum_rows(dgates_ih, N, G, io.db_ih);
-  backend.sum_rows(dgates_hh, N, G, io.db_hh);
-  if (project) {
-    backend.gemm(true, false, P, H, N, data_of<T>(dh_all), P, data_of<T>(r_all), H, false,
-                 io.dw_hr, H);
   }
 }
 

@@ -35,6 +35,13 @@ void skip_rows(int64_t begin, Matrices&... matrices) {
   ((matrices = matrices.skip(begin)), ...);
 }
 
+// Moves every matrix of a step `begin` columns right: how a backward step is cut into ranges of
+// hidden units (gate blocks stay H apart, so each gate's block moves with it).
+template <class... Matrices>
+void skip_columns(int64_t begin, Matrices&... matrices) {
+  ((matrices.data = matrices.data ? matrices.data + begin : nullptr), ...);
+}
+
 template <class T, class A = T>
 struct LstmForwardStep {
   int64_t rows = 0, hidden = 0;
@@ -54,9 +61,11 @@ struct LstmForwardStep {
   }
 };
 
+// Backward steps may cover only `units` hidden units from each row's start (0: all of them);
+// `hidden` stays the distance between gate blocks. unit_slice cuts one (CPU kernels only).
 template <class T, class A = T>
 struct LstmBackwardStep {
-  int64_t rows = 0, hidden = 0;
+  int64_t rows = 0, hidden = 0, units = 0;
   Rows<const A> gates;   // [rows, 4H] activated i f g o
   Rows<const A> c;       // [rows, H] c_t
   Rows<const A> c_prev;  // [rows, H] c_{t-1}
@@ -70,6 +79,12 @@ struct LstmBackwardStep {
     LstmBackwardStep s = *this;
     s.rows = end - begin;
     skip_rows(begin, s.gates, s.c, s.c_prev, s.dh, s.dy, s.dc, s.dgates, s.r);
+    return s;
+  }
+  LstmBackwardStep unit_slice(int64_t begin, int64_t end) const {
+    LstmBackwardStep s = *this;
+    s.units = end - begin;
+    skip_columns(begin, s.gates, s.c, s.c_prev, s.dh, s.dy, s.dc, s.dgates, s.r);
     return s;
   }
 };
@@ -95,7 +110,7 @@ struct GruForwardStep {
 
 template <class T, class A = T>
 struct GruBackwardStep {
-  int64_t rows = 0, hidden = 0;
+  int64_t rows = 0, hidden = 0, units = 0;
   Rows<const A> gates;   // [rows, 4H] activated r z n | h_n = W_hn h_{t-1} + b_hn
   Rows<const T> h_prev;  // [rows, H] h_{t-1}
   Rows<const T> dy;      // [rows, H] dL/dh_t from this step's output, or null
@@ -108,6 +123,12 @@ struct GruBackwardStep {
     GruBackwardStep s = *this;
     s.rows = end - begin;
     skip_rows(begin, s.gates, s.h_prev, s.dy, s.dh, s.dgates_ih, s.dgates_hh);
+    return s;
+  }
+  GruBackwardStep unit_slice(int64_t begin, int64_t end) const {
+    GruBackwardStep s = *this;
+    s.units = end - begin;
+    skip_columns(begin, s.gates, s.h_prev, s.dy, s.dh, s.dgates_ih, s.dgates_hh);
     return s;
   }
 };
@@ -131,7 +152,7 @@ struct RnnForwardStep {
 
 template <class T, class A = T>
 struct RnnBackwardStep {
-  int64_t rows = 0, hidden = 0;
+  int64_t rows = 0, hidden = 0, units = 0;
   Rows<const T> h;   // [rows, H] h_t (the activation's output)
   Rows<const A> dh;  // [rows, H] dL/dh_t carried from step t+1
   Rows<const T> dy;  // [rows, H] dL/dh_t from this step's output, or null
@@ -141,6 +162,12 @@ struct RnnBackwardStep {
     RnnBackwardStep s = *this;
     s.rows = end - begin;
     skip_rows(begin, s.h, s.dh, s.dy, s.dpre);
+    return s;
+  }
+  RnnBackwardStep unit_slice(int64_t begin, int64_t end) const {
+    RnnBackwardStep s = *this;
+    s.units = end - begin;
+    skip_columns(begin, s.h, s.dh, s.dy, s.dpre);
     return s;
   }
 };

@@ -51,8 +51,8 @@ class CudaBackend {
  public:
   using T = Storage;
   using A = cuda::acc_t<T>;
-  // One input-projection GEMM for the whole sequence (the GPU wants it large).
-  static constexpr int64_t kProjectionRows = INT64_MAX;
+  // One chunk: whole-sequence GEMMs as large as they come (the GPU wants them large).
+  static constexpr int64_t kChunkRows = INT64_MAX;
 
   explicit CudaBackend(const at::TensorOptions& options)
       : options_(options), stream_(at::cuda::getCurrentCUDAStream()) {}
@@ -114,11 +114,16 @@ class CudaBackend {
     C10_CUDA_CHECK(cuda::add(out, a, b, n, stream_));
   }
 
-  // Column sums of a [rows, cols] matrix, by torch's reduction (outside the step loop).
-  void sum_rows(const T* matrix, int64_t rows, int64_t cols, T* out) const {
+  // Column sums of a [rows, cols] matrix into (or added to) out, by torch's reduction.
+  void sum_rows(const T* matrix, int64_t rows, int64_t cols, T* out, bool accumulate) const {
     const auto options = options_.dtype(scalar_type_of<T>());
     at::Tensor result = at::from_blob(out, {cols}, options);
-    at::sum_out(result, at::from_blob(const_cast<T*>(matrix), {rows, cols}, options), {0});
+    const at::Tensor m = at::from_blob(const_cast<T*>(matrix), {rows, cols}, options);
+    if (accumulate) {
+      result.add_(m.sum(0));
+    } else {
+      at::sum_out(result, m, {0});
+    }
   }
 
   template <class Step>
@@ -141,6 +146,19 @@ class CudaBackend {
                     bool /*training*/) const {
     gemm_then_step<kCell>(*this, step, h_prev, w.w_hh, w.gates, w.inner, hh);
   }
+  // dh[:, c0:c1] (+)= dgates W_hh[:, c0:c1] (cuBLAS), and the backward iterations in order.
+  void hidden_grad(int64_t rows, Rows<const T> dgates, const T* w_hh, int64_t G, int64_t P,
+                   Rows<A> dh, int64_t c0, int64_t c1, bool accumulate) const {
+    gemm(false, false, rows, c1 - c0, G, dgates.data, dgates.ld, w_hh + c0, P, accumulate,
+         dh.data + c0, dh.ld);
+  }
+  template <CellKind kCell, class Pointwise, class Recurrent>
+  void backward_steps(int64_t k0, int64_t k1, const Pointwise& pointwise,
+                      const Recurrent& recurrent, int64_t units, int64_t columns,
+                      bool /*splittable*/, int64_t /*flops_per_step*/) const {
+    run_backward_in_order(k0, k1, pointwise, recurrent, units, columns);
+  }
+
   template <CellKind kCell, class StepAt>
   void forward_steps(int64_t steps, const StepAt& step_at, const UnfusedWeights<T>& w, A* hh,
                      bool training) const {
