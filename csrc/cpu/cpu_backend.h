@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <tuple>
 #include <type_traits>
 
 #include "cpu/blas.h"
@@ -87,19 +88,41 @@ class CpuBackend {
   struct FusedWeights {
     at::Tensor holder;  // owns the panels
     Panels<T> panels;
+    bool input_in_steps = false;  // the steps compute x W_ih^T too (StepInput)
+    const T* w_ih = nullptr;
+    int64_t input_size = 0;
+
+    StepInput<T> input(Rows<const T> x) const {
+      return input_in_steps ? StepInput<T>{x, w_ih, input_size} : StepInput<T>{};
+    }
   };
 
-  // W_hh [gates * H, P] packed into panels once per call (in parallel for big weights). `w` is
-  // the driver's LayerWeights<T> (ops/recurrence.h).
+  // Steps of at most this many rows read W_hh as stored (see Panels); more rows amortise a
+  // packing pass per call over the reuse of each panel load by a tile of rows.
+  static constexpr int64_t kNativeRows = 1;
+
+  // The fused steps' view of W_hh [gates * H, P]: as stored for steps of at most kNativeRows
+  // rows, else packed into panels once per call (in parallel for big weights). A call of one
+  // such step also computes its input projection in the step kernel (StepInput). `w` is the
+  // driver's LayerWeights<T> (ops/recurrence.h).
   template <CellKind kCell, class Weights>
-  FusedWeights prepare_forward(const Weights& w) const {
+  FusedWeights prepare_forward(const Weights& w, int64_t rows, int64_t steps) const {
     const int64_t gates = gate_count(kCell), H = w.hidden_size, P = w.output_size();
     const int64_t width = kernels_.vector_width;
     FusedWeights fused;
     Panels<T>& p = fused.panels;
     p.inner = P;
+    p.hidden = H;
     p.units = panel_vectors(kCell) * width;
     p.count = (H + p.units - 1) / p.units;
+    if (rows <= kNativeRows) {
+      p.packed = false;
+      p.data = w.w_hh;
+      fused.input_in_steps = steps == 1;
+      fused.w_ih = w.w_ih;
+      fused.input_size = w.input_size;
+      return fused;
+    }
     p.stride = P * p.units * gates;
     fused.holder = scratch<T>(p.count * p.stride);
     T* out = static_cast<T*>(fused.holder.data_ptr());
@@ -125,25 +148,10 @@ class CpuBackend {
 
   // One step (the LSTM with projection runs its steps one by one), split over the panels.
   template <CellKind kCell, class Step>
-  void forward_step(const Step& step, Rows<const T> h_prev, const FusedWeights& w, A* /*hh*/,
-                    bool training) const {
-    const FusedForwardStep<Step, T> fused{step, h_prev, w.panels, 0, w.panels.count, training};
-    const auto kernel = fused_kernel<kCell>();
-    const int64_t flops_per_panel =
-        2 * std::max<int64_t>(1, step.rows) * w.panels.inner * w.panels.units * gate_count(kCell);
-    const int threads = threads_for(w.panels.count, flops_per_panel);
-    if (threads <= 1) {
-      kernel(fused);
-      return;
-    }
-#pragma omp parallel num_threads(threads)
-    {
-      const int64_t id = omp_get_thread_num(), team = omp_get_num_threads();
-      FusedForwardStep<Step, T> share = fused;
-      share.panel_begin = w.panels.count * id / team;
-      share.panel_end = w.panels.count * (id + 1) / team;
-      kernel(share);
-    }
+  void forward_step(const Step& step, Rows<const T> h_prev, Rows<const T> x,
+                    const FusedWeights& w, A* /*hh*/, bool training) const {
+    forward_steps<kCell>(
+        1, [&](int64_t) { return std::tuple{step, h_prev, x}; }, w, nullptr, training);
   }
 
   // All steps in one parallel region: each thread owns a contiguous share of the panels (all
@@ -151,20 +159,22 @@ class CpuBackend {
   // barrier per step (step s + 1 reads the h that every thread wrote at step s). Threads: as
   // many as torch's intra-op setting allows while each share of a step is worth a barrier.
   template <CellKind kCell, class StepAt>
-  void forward_steps(int64_t steps, const StepAt& step_at, const FusedWeights& w, A* hh,
+  void forward_steps(int64_t steps, const StepAt& step_at, const FusedWeights& w, A* /*hh*/,
                      bool training) const {
     if (steps == 0 || w.panels.count == 0) return;
     const auto kernel = fused_kernel<kCell>();
-    const int64_t rows = step_at(0).first.rows;  // the most rows any step has
+    using Step = std::remove_cv_t<std::tuple_element_t<0, decltype(step_at(0))>>;
+    auto share_of = [&](int64_t s, int64_t begin, int64_t end) {
+      const auto [step, h_prev, x] = step_at(s);
+      return FusedForwardStep<Step, T>{step, h_prev, w.panels, begin, end, training, w.input(x)};
+    };
+    const int64_t rows = std::get<0>(step_at(0)).rows;  // the most rows any step has
+    const int64_t inner = w.panels.inner + (w.input_in_steps ? w.input_size : 0);
     const int64_t flops_per_panel =
-        2 * std::max<int64_t>(1, rows) * w.panels.inner * w.panels.units * gate_count(kCell);
+        2 * std::max<int64_t>(1, rows) * inner * w.panels.units * gate_count(kCell);
     const int threads = threads_for(w.panels.count, flops_per_panel);
     if (threads <= 1) {
-      for (int64_t s = 0; s < steps; ++s) {
-        const auto [step, h_prev] = step_at(s);
-        kernel(FusedForwardStep<std::remove_const_t<decltype(step)>, T>{step, h_prev, w.panels, 0, w.panels.count,
-                                                    training});
-      }
+      for (int64_t s = 0; s < steps; ++s) kernel(share_of(s, 0, w.panels.count));
       return;
     }
 #pragma omp parallel num_threads(threads)
@@ -172,12 +182,12 @@ class CpuBackend {
       const int64_t id = omp_get_thread_num(), team = omp_get_num_threads();
       const int64_t begin = w.panels.count * id / team, end = w.panels.count * (id + 1) / team;
       for (int64_t s = 0; s < steps; ++s) {
-        const auto [step, h_prev] = step_at(s);
-        kernel(FusedForwardStep<std::remove_const_t<decltype(step)>, T>{step, h_prev, w.panels, begin, end, training});
+        kernel(share_of(s, begin, end));
+        if (s + 1 < steps) {
 #pragma omp barrier
+        }
       }
     }
-    (void)hh;
   }
 
   // ---- backward: the recurrent product with fastrnn's micro-kernel, steps split by units ----

@@ -6,6 +6,12 @@
 // in registers (NV = the panel's vectors of columns: gates x sub-blocks), then the cell's
 // epilogue adds x W_ih^T and the biases, applies the gate math and writes the new state and
 // outputs. MR is as large as the vector registers allow next to the NV panel vectors.
+//
+// A single row (batch 1) gains nothing from packing: each W_hh element is used once per step, so
+// such steps read W_hh as stored (Panels::packed false) and form each gate row's dot product
+// with h directly (row_dots: 16 rows at a time, reduced with one transpose_sum). A call of one
+// such step (streaming) also computes x W_ih^T here, in the same pass (StepInput), instead of a
+// separate GEMM call.
 
 namespace fastrnn::cpu::FASTRNN_ISA {
 
@@ -65,8 +71,8 @@ inline void for_each_tile(int64_t rows, Body&& body) {
   }
 }
 
-// h_prev [rows, inner] times one panel, tile by tile of rows, handing each tile's finished
-// sums to epilogue.template operator()<mr>(r0, acc).
+// h_prev [rows, inner] times one packed panel, tile by tile of rows, handing each tile's
+// finished sums to epilogue.template operator()<mr>(r0, acc).
 template <class V, int NV, class T, class Epilogue>
 inline void panel_product(Rows<const T> h_prev, int64_t rows, const T* panel, int64_t inner,
                           Epilogue&& epilogue) {
@@ -78,19 +84,96 @@ inline void panel_product(Rows<const T> h_prev, int64_t rows, const T* panel, in
   });
 }
 
+// Lane j of the result: the dot product of w's row min(j, n - 1) (rows ldw apart) with h, both
+// `inner` long. The rows are read in step, one vector of each per h vector, and the sixteen
+// (eight) partial sums are added across lanes at the end.
+template <class V, class T>
+inline V row_dots(const T* w, int64_t ldw, int n, const T* h, int64_t inner) {
+  constexpr int W = V::kWidth;
+  const T* rows[W];
+#pragma GCC unroll 16
+  for (int j = 0; j < W; ++j) rows[j] = w + std::min(j, n - 1) * ldw;
+  V acc[W];
+#pragma GCC unroll 16
+  for (int j = 0; j < W; ++j) acc[j] = V(T(0));
+  int64_t k = 0;
+  for (; k + W <= inner; k += W) {
+    const V hv = V::load(h + k);
+#pragma GCC unroll 16
+    for (int j = 0; j < W; ++j) acc[j] = fma(V::load(rows[j] + k), hv, acc[j]);
+  }
+  if (k < inner) {
+    const int rest = static_cast<int>(inner - k);
+    const V hv = V::load(h + k, rest);
+#pragma GCC unroll 16
+    for (int j = 0; j < W; ++j) acc[j] = fma(V::load(rows[j] + k, rest), hv, acc[j]);
+  }
+  return transpose_sum(acc);
+}
+
+// h_prev [rows, inner] times panel p of the weights in either layout (see Panels), tile by tile
+// of rows, handing each tile to the epilogue as panel_product does. block(v) gives the first
+// W_hh row and the number of units (at most a vector; 0 or less: none) of the panel's v-th
+// vector of columns, for W_hh as stored.
+template <class V, int NV, class T, class Block, class Epilogue>
+inline void step_product(const Panels<T>& w, int64_t p, Rows<const T> h_prev, int64_t rows,
+                         Block&& block, Epilogue&& epilogue) {
+  if (w.packed) {
+    panel_product<V, NV>(h_prev, rows, w.data + p * w.stride, w.inner,
+                         std::forward<Epilogue>(epilogue));
+    return;
+  }
+  for_each_tile<tile_rows<V, NV>()>(rows, [&]<int TR>(int64_t r0) {
+    V acc[TR][NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {  // one block of W_hh rows at a time, reused by every row
+      const auto [first, n] = block(v);
+      for (int r = 0; r < TR; ++r) {
+        acc[r][v] = n > 0 ? row_dots<V>(w.data + first * w.inner, w.inner, n,
+                                        h_prev.row(r0 + r), w.inner)
+                          : V(T(0));
+      }
+    }
+    epilogue.template operator()<TR>(r0, acc);
+  });
+}
+
+// x W_ih^T for the panel's units, into the step's pre-activation rows `pre`, when the step
+// computes its input projection (see StepInput); block(v) as for step_product.
+template <class V, int NV, class T, class Block>
+inline void input_product(const StepInput<T>& in, int64_t rows, Rows<T> pre, Block&& block) {
+  if (in.w_ih == nullptr) return;
+#pragma GCC unroll 4
+  for (int v = 0; v < NV; ++v) {
+    const auto [first, n] = block(v);
+    if (n <= 0) continue;
+    for (int64_t r = 0; r < rows; ++r) {
+      row_dots<V>(in.w_ih + first * in.size, in.size, n, in.x.row(r), in.size)
+          .store(pre.row(r) + first, n);
+    }
+  }
+}
+
+// block(v) of a panel of the LSTM and the GRU: gate v of the panel's units [u, u + n).
+struct GateBlocks {
+  int64_t hidden, u;
+  int n;
+  std::pair<int64_t, int> operator()(int v) const { return {v * hidden + u, n}; }
+};
+
 template <class V, class T>
 void lstm_fused_forward(const FusedForwardStep<LstmForwardStep<T>, T>& f) {
   constexpr int NV = 4;
   const LstmForwardStep<T>& s = f.step;
   const int64_t H = s.hidden;
   for (int64_t p = f.panel_begin; p < f.panel_end; ++p) {
-    const T* panel = f.w.data + p * f.w.stride;
     const int64_t u = p * f.w.units;
     const int n = static_cast<int>(std::min<int64_t>(V::kWidth, H - u));
     const V bias_i = biases<V>(s.b_ih, s.b_hh, u, n), bias_f = biases<V>(s.b_ih, s.b_hh, H + u, n);
     const V bias_g = biases<V>(s.b_ih, s.b_hh, 2 * H + u, n);
     const V bias_o = biases<V>(s.b_ih, s.b_hh, 3 * H + u, n);
-    panel_product<V, NV>(f.h_prev, s.rows, panel, f.w.inner, [&]<int TR>(int64_t r0, V (&acc)[TR][NV]) {
+    input_product<V, NV>(f.input, s.rows, s.gates, GateBlocks{H, u, n});
+    step_product<V, NV>(f.w, p, f.h_prev, s.rows, GateBlocks{H, u, n}, [&]<int TR>(int64_t r0, V (&acc)[TR][NV]) {
 #pragma GCC unroll 16
       for (int r = 0; r < TR; ++r) {
         const int64_t row = r0 + r;
@@ -123,13 +206,13 @@ void gru_fused_forward(const FusedForwardStep<GruForwardStep<T>, T>& f) {
   const GruForwardStep<T>& s = f.step;
   const int64_t H = s.hidden;
   for (int64_t p = f.panel_begin; p < f.panel_end; ++p) {
-    const T* panel = f.w.data + p * f.w.stride;
     const int64_t u = p * f.w.units;
     const int n = static_cast<int>(std::min<int64_t>(V::kWidth, H - u));
     auto bias = [&](const T* b, int64_t offset) { return load_or_zero<V>(b ? b + offset : nullptr, n); };
     const V bx_r = bias(s.b_ih, u), bx_z = bias(s.b_ih, H + u), bx_n = bias(s.b_ih, 2 * H + u);
     const V bh_r = bias(s.b_hh, u), bh_z = bias(s.b_hh, H + u), bh_n = bias(s.b_hh, 2 * H + u);
-    panel_product<V, NV>(f.h_prev, s.rows, panel, f.w.inner, [&]<int TR>(int64_t r0, V (&acc)[TR][NV]) {
+    input_product<V, NV>(f.input, s.rows, s.gates, GateBlocks{H, u, n});
+    step_product<V, NV>(f.w, p, f.h_prev, s.rows, GateBlocks{H, u, n}, [&]<int TR>(int64_t r0, V (&acc)[TR][NV]) {
 #pragma GCC unroll 16
       for (int r = 0; r < TR; ++r) {
         const int64_t row = r0 + r;
@@ -158,8 +241,13 @@ void rnn_fused_forward(const FusedForwardStep<RnnForwardStep<T>, T>& f) {
   const RnnForwardStep<T>& s = f.step;
   const int64_t H = s.hidden;
   for (int64_t p = f.panel_begin; p < f.panel_end; ++p) {
-    const T* panel = f.w.data + p * f.w.stride;
-    panel_product<V, NV>(f.h_prev, s.rows, panel, f.w.inner, [&]<int TR>(int64_t r0, V (&acc)[TR][NV]) {
+    // Sub-block v of the panel: units [u, u + n) of the one gate.
+    auto block = [&](int v) {
+      const int64_t u = p * f.w.units + v * V::kWidth;
+      return std::pair<int64_t, int>{u, static_cast<int>(std::min<int64_t>(V::kWidth, H - u))};
+    };
+    input_product<V, NV>(f.input, s.rows, s.pre, block);
+    step_product<V, NV>(f.w, p, f.h_prev, s.rows, block, [&]<int TR>(int64_t r0, V (&acc)[TR][NV]) {
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) {
         const int64_t u = p * f.w.units + v * V::kWidth;

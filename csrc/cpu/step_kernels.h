@@ -21,24 +21,44 @@ using fastrnn::Rows;
 
 // ---- fused forward steps: the recurrent GEMM of a step and its gate math in one pass ----
 //
-// W_hh is packed once per call into panels (pack_panels in cpu_backend.h): panel p holds the
-// hidden units [p * units, (p + 1) * units) for every gate, as `inner` rows (k = 0 .. P - 1) of
-// `units * gates` values, laid out [sub-block][gate][lane] with sub-blocks of one vector width:
-// so the micro-kernel's accumulator tile for one row of h holds, in registers, every gate of
-// those units, and the cell's gate math runs on the tile without writing the product out.
-// Units past H are zero.
+// The hidden units are split into panels of `units` units (one vector width for the LSTM and
+// the GRU, four for the vanilla RNN); a thread owns whole panels, with every gate of their units,
+// so the micro-kernel's accumulator tile for a block of rows of h holds every gate of those units
+// in registers and the cell's gate math runs on the tile without writing the product out.
+//
+// W_hh reaches the kernel in one of two layouts:
+//  - packed (prepare_forward in cpu_backend.h, once per call): panel p holds the units
+//    [p * units, (p + 1) * units) for every gate as `inner` rows (k = 0 .. P - 1) of
+//    `units * gates` values, laid out [sub-block][gate][lane] (sub-blocks of one vector width;
+//    units past H are zero), so the product broadcasts h and streams the panel;
+//  - as stored ([gates * H, P], row gate * H + unit), for a few rows of h: the product is then
+//    a dot product per unit, sixteen at a time, with no packing pass at all, which is what
+//    batch-1 and single-step calls need (a packing pass costs about as much as a step there).
 template <class T>
 struct Panels {
   const T* data = nullptr;
+  bool packed = true;  // false: data is W_hh as stored
   int64_t inner = 0;   // K: the size of h (P)
+  int64_t hidden = 0;  // H
   int64_t units = 0;   // hidden units per panel
   int64_t count = 0;   // panels: ceil(H / units)
-  int64_t stride = 0;  // elements per panel: inner * units * gates
+  int64_t stride = 0;  // packed: elements per panel, inner * units * gates
+};
+
+// The input projection of a step, when the fused step computes it too (single-step calls, where
+// a separate GEMM would be one more pass over W_ih and one more fork of the threads): x [rows, I]
+// and W_ih [gates * H, I] as stored.
+template <class T>
+struct StepInput {
+  Rows<const T> x;
+  const T* w_ih = nullptr;  // null: the pre-activation rows already hold x W_ih^T
+  int64_t size = 0;         // I
 };
 
 // One forward step over the panels [panel_begin, panel_end) (a thread's share): `step` as for
-// the unfused kernels, except that its gates (pre) rows hold only x W_ih^T; h_prev [rows, P].
-// `save`: also write what backward needs (LSTM and GRU: the workspace rows `step.gates` points to).
+// the unfused kernels, except that its gates (pre) rows hold only x W_ih^T (or nothing yet, when
+// `input` says the kernel computes it first); h_prev [rows, P]. `save`: also write what backward
+// needs (LSTM and GRU: the workspace rows `step.gates` points to).
 template <class Step, class T>
 struct FusedForwardStep {
   Step step;
@@ -46,6 +66,7 @@ struct FusedForwardStep {
   Panels<T> w;
   int64_t panel_begin = 0, panel_end = 0;
   bool save = false;
+  StepInput<T> input;
 };
 
 // The recurrent half of a backward step for the output columns [col_begin, col_end) of dh:
@@ -86,8 +107,8 @@ struct StepKernels {
   void (*hidden_grad)(const HiddenGradStep<T>&);
 };
 
-// Hidden units per panel: one vector width for the LSTM and the GRU (their 4 and 3 gates give
-// the micro-kernel 4 and 3 vectors of columns), four for the vanilla RNN (one gate).
+// Hidden units per panel, in vectors: one for the LSTM and the GRU (their 4 and 3 gates give the
+// micro-kernel 4 and 3 vectors of columns), four for the vanilla RNN (one gate).
 constexpr int64_t panel_vectors(CellKind cell) { return cell == CellKind::kRnnTanh || cell == CellKind::kRnnRelu ? 4 : 1; }
 
 // One table per instruction set, defined in step_kernels_<isa>.cpp. Double precision runs the

@@ -20,12 +20,18 @@
 //     void step(const <Cell>Step<T, A>& step) const;        // the LSTM and GRU step kernels
 //     template <CellKind> void rnn_step(const Rnn<Forward|Backward>Step<T, A>&) const;
 //     // The recurrent product of a forward step and its step kernel (gemm_then_step below,
-//     // or fused), with whatever prepare_forward made of the weights once per call.
-//     template <CellKind> auto prepare_forward(const LayerWeights<T>& w) const;
+//     // or fused), with whatever prepare_forward made of the weights once per call of `steps`
+//     // steps of at most `rows` rows. When the prepared weights say `input_in_steps`, the
+//     // step also computes its input projection x_t W_ih^T (into the step's pre-activation
+//     // rows) and the driver skips its whole-sequence GEMM.
+//     template <CellKind> auto prepare_forward(const LayerWeights<T>& w, int64_t rows,
+//                                              int64_t steps) const;
 //     template <CellKind, class Step, class Prepared> void forward_step(const Step& step,
-//         Rows<const T> h_prev, const Prepared& prepared, A* hh_scratch, bool training) const;
-//     // All steps, in order: forward_step(step_at(s)) for s = 0 .. steps - 1 (run_steps_in_order
-//     // below), or the backend's own schedule with the same result.
+//         Rows<const T> h_prev, Rows<const T> x, const Prepared& prepared, A* hh_scratch,
+//         bool training) const;
+//     // All steps, in order: forward_step(step_at(s)...) for s = 0 .. steps - 1, step_at(s)
+//     // giving (step, h_prev, x) (run_steps_in_order below), or the backend's own schedule
+//     // with the same result.
 //     template <CellKind, class StepAt, class Prepared> void forward_steps(int64_t steps,
 //         const StepAt& step_at, const Prepared& prepared, A* hh_scratch, bool training) const;
 //     // Backward: dh[:, c0:c1] (+)= dgates [rows, G] W_hh[:, c0:c1], and the iterations
@@ -54,6 +60,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -235,6 +242,7 @@ void gemm_then_step(const Backend& backend, Step step,
 // The weights gemm_then_step needs: what a backend without fused steps prepares.
 template <class T>
 struct UnfusedWeights {
+  static constexpr bool input_in_steps = false;
   const T* w_hh;
   int64_t gates, inner;  // W_hh is [gates, inner]: G and P
 
@@ -249,8 +257,8 @@ template <CellKind kCell, class Backend, class StepAt, class Prepared>
 void run_steps_in_order(const Backend& backend, int64_t steps, const StepAt& step_at,
                         const Prepared& prepared, typename Backend::A* hh, bool training) {
   for (int64_t s = 0; s < steps; ++s) {
-    const auto [step, h_prev] = step_at(s);
-    backend.template forward_step<kCell>(step, h_prev, prepared, hh, training);
+    const auto [step, h_prev, x] = step_at(s);
+    backend.template forward_step<kCell>(step, h_prev, x, prepared, hh, training);
   }
 }
 
@@ -311,15 +319,16 @@ void recurrence_forward(const Backend& backend, const SequenceShape& shape,
   if constexpr (kLstm) c_state = detail::as_acc<A>(backend, c_holder, io.c_n, io.c0, B * H);
   at::Tensor hh_scratch = kGru ? backend.template scratch<A>(B * G) : at::Tensor();
   at::Tensor r_scratch = project ? backend.template scratch<T>(B * H) : at::Tensor();
-  const auto prepared = backend.template prepare_forward<kCell>(w);
+  const auto prepared = backend.template prepare_forward<kCell>(w, B, steps);
 
   // The cell's step for the s-th step in the recurrence's order (a pure function of s, so a
-  // backend may build steps on any thread), and the state it reads.
+  // backend may build steps on any thread), the state it reads and its input rows.
   auto step_at = [&](int64_t s) {
     const int64_t t = reverse ? steps - 1 - s : s;
     const int64_t rows = shape.rows(t);
     A* pre_t = pre_rows + (shape.offset(t) - row_base) * ld;
     T* y_t = io.y + shape.offset(t) * P;
+    const Rows<const T> x_t{io.x + shape.offset(t) * I, I};
     T* h_prev = s % 2 == 0 ? h_even : h_odd;
     T* h_new = s % 2 == 0 ? h_odd : h_even;
     if constexpr (kGru) {
@@ -332,7 +341,7 @@ void recurrence_forward(const Backend& backend, const SequenceShape& shape,
       step.h_prev = {h_prev, H};
       step.h = {h_new, H};
       step.y = {y_t, H};
-      return std::pair{step, Rows<const T>{h_prev, P}};
+      return std::tuple{step, Rows<const T>{h_prev, P}, x_t};
     } else if constexpr (kLstm) {
       LstmForwardStep<T, A> step;
       step.rows = rows;
@@ -348,7 +357,7 @@ void recurrence_forward(const Backend& backend, const SequenceShape& shape,
         step.h = {h_new, H};
         step.y = {y_t, H};
       }
-      return std::pair{step, Rows<const T>{h_prev, P}};
+      return std::tuple{step, Rows<const T>{h_prev, P}, x_t};
     } else {
       RnnForwardStep<T, A> step;
       step.rows = rows;
@@ -358,7 +367,7 @@ void recurrence_forward(const Backend& backend, const SequenceShape& shape,
       step.b_hh = w.b_hh;
       step.h = {h_new, H};
       step.y = {y_t, H};
-      return std::pair{step, Rows<const T>{h_prev, P}};
+      return std::tuple{step, Rows<const T>{h_prev, P}, x_t};
     }
   };
 
@@ -369,14 +378,16 @@ void recurrence_forward(const Backend& backend, const SequenceShape& shape,
     row_base = shape.offset(t_first);
     const int64_t chunk_rows = shape.offset(t_last + 1) - row_base;
     pre_rows = training ? io.workspace + row_base * ld : data_of<A>(pre_scratch);
-    backend.gemm(false, true, chunk_rows, G, I, io.x + row_base * I, I, w.w_ih, I, false,
-                 pre_rows, ld);
+    if (!prepared.input_in_steps) {
+      backend.gemm(false, true, chunk_rows, G, I, io.x + row_base * I, I, w.w_ih, I, false,
+                   pre_rows, ld);
+    }
     if (project) {
       // Each step ends with a GEMM over the whole of r: one step at a time.
       for (int64_t s = s0; s < s1; ++s) {
-        const auto [step, h_prev] = step_at(s);
-        backend.template forward_step<kCell>(step, h_prev, prepared, static_cast<A*>(nullptr),
-                                             training);
+        const auto [step, h_prev, x] = step_at(s);
+        backend.template forward_step<kCell>(step, h_prev, x, prepared,
+                                             static_cast<A*>(nullptr), training);
         T* h_new = s % 2 == 0 ? h_odd : h_even;
         const int64_t t = reverse ? steps - 1 - s : s;
         backend.gemm(false, true, step.rows, P, H, data_of<T>(r_scratch), H, w.w_hr, H, false,

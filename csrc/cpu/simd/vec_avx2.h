@@ -38,6 +38,22 @@ inline VecF operator*(VecF a, VecF b) { return _mm256_mul_ps(a.v, b.v); }
 inline VecF operator/(VecF a, VecF b) { return _mm256_div_ps(a.v, b.v); }
 inline VecF fma(VecF a, VecF b, VecF c) { return _mm256_fmadd_ps(a.v, b.v, c.v); }  // a * b + c
 
+// Lane j of the result is the sum of the lanes of a[j] (as vec_avx512.h, on two 128-bit halves).
+inline VecF transpose_sum(const VecF (&a)[8]) {
+  __m256 s[4], t[2];
+  for (int i = 0; i < 4; ++i) {
+    s[i] = _mm256_add_ps(_mm256_unpacklo_ps(a[2 * i].v, a[2 * i + 1].v),
+                         _mm256_unpackhi_ps(a[2 * i].v, a[2 * i + 1].v));
+  }
+  for (int m = 0; m < 2; ++m) {
+    const __m256d p = _mm256_castps_pd(s[2 * m]), q = _mm256_castps_pd(s[2 * m + 1]);
+    t[m] = _mm256_add_ps(_mm256_castpd_ps(_mm256_unpacklo_pd(p, q)),
+                         _mm256_castpd_ps(_mm256_unpackhi_pd(p, q)));
+  }
+  return _mm256_add_ps(_mm256_permute2f128_ps(t[0], t[1], 0x20),
+                       _mm256_permute2f128_ps(t[0], t[1], 0x31));
+}
+
 // 2^n for integral n in [-216, 128], as the product of two normal powers of two (n split in
 // halves), so results below FLT_MIN come out as correctly scaled subnormals or 0.
 inline __m256 exp2_int(__m256 n) {

@@ -36,6 +36,27 @@ inline VecF operator*(VecF a, VecF b) { return _mm512_mul_ps(a.v, b.v); }
 inline VecF operator/(VecF a, VecF b) { return _mm512_div_ps(a.v, b.v); }
 inline VecF fma(VecF a, VecF b, VecF c) { return _mm512_fmadd_ps(a.v, b.v, c.v); }  // a * b + c
 
+// Lane j of the result is the sum of the lanes of a[j]: sixteen horizontal sums at once, by
+// adding pairs of vectors interleaved at 32, 64 and then 128 bits.
+inline VecF transpose_sum(const VecF (&a)[16]) {
+  __m512 s[8], t[4];
+  for (int i = 0; i < 8; ++i) {  // per 128 bits: a0+a2, b0+b2, a1+a3, b1+b3 of a = a[2i], b = a[2i+1]
+    s[i] = _mm512_add_ps(_mm512_unpacklo_ps(a[2 * i].v, a[2 * i + 1].v),
+                         _mm512_unpackhi_ps(a[2 * i].v, a[2 * i + 1].v));
+  }
+  for (int m = 0; m < 4; ++m) {  // per 128 bits: the block's sums of a[4m] .. a[4m + 3]
+    const __m512d p = _mm512_castps_pd(s[2 * m]), q = _mm512_castps_pd(s[2 * m + 1]);
+    t[m] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(p, q)),
+                         _mm512_castpd_ps(_mm512_unpackhi_pd(p, q)));
+  }
+  // 128-bit block Q of the result: the four blocks of t[Q] added.
+  const __m512 v01 = _mm512_add_ps(_mm512_shuffle_f32x4(t[0], t[1], 0x88),
+                                   _mm512_shuffle_f32x4(t[0], t[1], 0xDD));
+  const __m512 v23 = _mm512_add_ps(_mm512_shuffle_f32x4(t[2], t[3], 0x88),
+                                   _mm512_shuffle_f32x4(t[2], t[3], 0xDD));
+  return _mm512_add_ps(_mm512_shuffle_f32x4(v01, v23, 0x88), _mm512_shuffle_f32x4(v01, v23, 0xDD));
+}
+
 // exp(x), max error about 1 ulp; NaN propagates, +-inf give inf and 0, underflow reaches 0.
 inline __m512 exp_ps(__m512 x) {
   using namespace exp_constants;

@@ -22,6 +22,7 @@ template <class T> inline Vec1<T> operator-(Vec1<T> a, Vec1<T> b) { return a.v -
 template <class T> inline Vec1<T> operator*(Vec1<T> a, Vec1<T> b) { return a.v * b.v; }
 template <class T> inline Vec1<T> operator/(Vec1<T> a, Vec1<T> b) { return a.v / b.v; }
 template <class T> inline Vec1<T> fma(Vec1<T> a, Vec1<T> b, Vec1<T> c) { return a.v * b.v + c.v; }
+template <class T> inline Vec1<T> transpose_sum(const Vec1<T> (&a)[1]) { return a[0]; }
 
 template <class T> inline Vec1<T> sigmoid(Vec1<T> x) { return cell::sigmoid(x.v); }
 template <class T> inline Vec1<T> tanh(Vec1<T> x) { return cell::tanh(x.v); }

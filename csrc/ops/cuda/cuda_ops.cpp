@@ -138,12 +138,13 @@ class CudaBackend {
 
   // A step's recurrent GEMM (cuBLAS), then its step kernel.
   template <CellKind kCell>
-  UnfusedWeights<T> prepare_forward(const LayerWeights<T>& w) const {
+  UnfusedWeights<T> prepare_forward(const LayerWeights<T>& w, int64_t /*rows*/,
+                                    int64_t /*steps*/) const {
     return UnfusedWeights<T>::template of<kCell>(w);
   }
   template <CellKind kCell, class Step>
-  void forward_step(const Step& step, Rows<const T> h_prev, const UnfusedWeights<T>& w, A* hh,
-                    bool /*training*/) const {
+  void forward_step(const Step& step, Rows<const T> h_prev, Rows<const T> /*x*/,
+                    const UnfusedWeights<T>& w, A* hh, bool /*training*/) const {
     gemm_then_step<kCell>(*this, step, h_prev, w.w_hh, w.gates, w.inner, hh);
   }
   // dh[:, c0:c1] (+)= dgates W_hh[:, c0:c1] (cuBLAS), and the backward iterations in order.
