@@ -20,11 +20,12 @@ from torch.nn import init
 from torch.nn.parameter import Parameter
 from torch.nn.utils.rnn import PackedSequence
 
-from fastrnn import functional
+from fastrnn import _C, functional
 
 __all__ = ["RNNBase", "RNN", "LSTM", "GRU"]
 
 _GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
+_CELL_CODES = {"RNN_TANH": 0, "RNN_RELU": 1, "LSTM": 2, "GRU": 3}  # fastrnn::CellKind
 
 
 def _apply_permutation(tensor: Tensor, permutation: Tensor, dim: int = 1) -> Tensor:
@@ -193,6 +194,21 @@ class RNNBase(nn.Module):
 
     # ---- shared forward plumbing ----
 
+    def _forward_fast(self, input: Any, hx: Any) -> Any:
+        """The whole call through ``fastrnn._C.forward_fast``, or None for the regular path.
+
+        The fast path (csrc/ops/fast_path.cpp) runs every layer and direction from C++ with no
+        dispatcher, autograd wrapper or Python per layer, and takes only calls whose result it
+        cannot change: CPU inference on plain tensors of the shapes torch.nn accepts (anything
+        else returns None, and the regular path below runs, with torch.nn's checks and errors).
+        Inter-layer dropout in training and torch.compile always take the regular path.
+        """
+        if (self.training and self.dropout > 0 and self.num_layers > 1) or torch.compiler.is_compiling():
+            return None
+        return _C.forward_fast(_CELL_CODES[self.mode], input, hx, self._parameters,
+                               self._flat_weights_names, self.num_layers, self.bidirectional,
+                               self.batch_first)
+
     def _mini_batch(self, input: Tensor, batch_sizes: Tensor | None) -> int:
         if batch_sizes is not None:
             return int(batch_sizes[0])
@@ -288,6 +304,9 @@ class RNN(RNNBase):
 
     def forward(self, input: Tensor | PackedSequence,
                 hx: Tensor | None = None) -> tuple[Tensor | PackedSequence, Tensor]:
+        fast = self._forward_fast(input, hx)
+        if fast is not None:
+            return fast
         output, (h_n,) = self._forward_states(
             input, None if hx is None else [hx], [self.hidden_size],
             "RNN: Expected input to be 2D or 3D, got {dim}D tensor instead")
@@ -309,6 +328,9 @@ class GRU(RNNBase):
 
     def forward(self, input: Tensor | PackedSequence,
                 hx: Tensor | None = None) -> tuple[Tensor | PackedSequence, Tensor]:
+        fast = self._forward_fast(input, hx)
+        if fast is not None:
+            return fast
         output, (h_n,) = self._forward_states(
             input, None if hx is None else [hx], [self.hidden_size],
             "GRU: Expected input to be 2D or 3D, got {dim}D instead")
@@ -348,6 +370,9 @@ class LSTM(RNNBase):
 
     def forward(self, input: Tensor | PackedSequence, hx: tuple[Tensor, Tensor] | None = None
                 ) -> tuple[Tensor | PackedSequence, tuple[Tensor, Tensor]]:
+        fast = self._forward_fast(input, hx)
+        if fast is not None:
+            return fast
         real_hidden_size = self.proj_size if self.proj_size > 0 else self.hidden_size
         output, (h_n, c_n) = self._forward_states(
             input, None if hx is None else [hx[0], hx[1]], [real_hidden_size, self.hidden_size],

@@ -3,6 +3,7 @@
 #include <torch/library.h>
 
 #include "cpu/cpu_backend.h"
+#include "ops/cpu_ops.h"
 #include "ops/layer_ops.h"
 #include "ops/run_layer.h"
 
@@ -102,6 +103,16 @@ struct CpuDevice {
 };
 
 }  // namespace
+
+void cpu_forward(CellKind cell, const LayerCall& call, const ForwardOutputs& out) {
+  CpuDevice::check_dtype(call.op, call.input);
+  switch (cell) {
+    case CellKind::kRnnTanh: return CpuDevice::forward<CellKind::kRnnTanh>(call, out);
+    case CellKind::kRnnRelu: return CpuDevice::forward<CellKind::kRnnRelu>(call, out);
+    case CellKind::kLstm: return CpuDevice::forward<CellKind::kLstm>(call, out);
+    case CellKind::kGru: return CpuDevice::forward<CellKind::kGru>(call, out);
+  }
+}
 
 TORCH_LIBRARY_IMPL(fastrnn, CPU, m) { register_layer_ops<CpuDevice>(m); }
 

@@ -5,14 +5,14 @@
 #include "fastrnn/debug.h"
 
 namespace fastrnn::ops {
-namespace {
 
-// at::empty, or NaN-filled under FASTRNN_DEBUG_POISON=1 (see fastrnn/debug.h).
 at::Tensor allocate(at::IntArrayRef shape, const at::TensorOptions& options) {
   at::Tensor tensor = at::empty(shape, options);
   if (debug_poison() && at::isFloatingType(tensor.scalar_type())) tensor.fill_(NAN);
   return tensor;
 }
+
+namespace {
 
 OptionalTensor contiguous(const OptionalTensor& tensor) {
   if (!tensor.has_value()) return std::nullopt;

@@ -58,6 +58,10 @@ LayerCall make_call(const char* op, CellKind cell, const at::Tensor& input, cons
 
 ForwardOutputs allocate_forward(CellKind cell, const LayerCall& call, bool train);
 
+// at::empty for the ops' outputs, NaN-filled under FASTRNN_DEBUG_POISON=1 (fastrnn/debug.h), so
+// tests catch any element a kernel fails to write.
+at::Tensor allocate(at::IntArrayRef shape, const at::TensorOptions& options);
+
 // Absent gradients (outputs that did not reach the loss) are zeros.
 BackwardInputs check_backward_inputs(CellKind cell, const LayerCall& call,
                                      const OptionalTensor& grad_output,

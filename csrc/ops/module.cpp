@@ -1,12 +1,13 @@
 // The Python extension module fastrnn._C. Loading it registers the ops (TORCH_LIBRARY blocks in
 // schemas.cpp and the *_ops.cpp files); the functions here report how the build and the CPU
-// dispatch came out, for fastrnn.info and the tests.
+// dispatch came out, for fastrnn.info and the tests, and bind the modules' inference fast path.
 #include <torch/extension.h>
 
 #include <string>
 
 #include "cpu/blas.h"
 #include "cpu/isa.h"
+#include "ops/fast_path.h"
 
 namespace {
 
@@ -68,4 +69,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 #endif
   });
   m.def("cpu_activation", &cpu_activation, "Vector-math activation of one instruction set.");
+  m.def("forward_fast", &fastrnn::ops::forward_fast,
+        "The modules' inference fast path on CPU (a whole stack, no autograd), or None.");
 }
