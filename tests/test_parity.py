@@ -7,6 +7,8 @@ import copy
 import pytest
 import torch
 
+import fastrnn
+
 from utils import MODES, assert_results_close, make_pair, randn, run_with_grads
 
 INPUT, HIDDEN, STEPS, BATCH = 5, 19, 5, 3  # HIDDEN 19: full SIMD blocks plus a masked tail
@@ -178,4 +180,62 @@ def test_half_precision_within_twice_torch_error(mode, dtype, generator):
     theirs = run_with_grads(reference, x, None, grad_output, grad_state)
     ours = run_with_grads(fast.to(dtype), x, None, grad_output, grad_state)
     assert all(v.dtype == dtype for v in ours.values())
+    assert_within_half_precision_rule(ours, theirs, exact)
+
+
+BF16_SHAPES = [
+    # (steps, batch, input, hidden, extra): odd hidden sizes pad the bfloat16 pairs; 300 x 4 rows
+    # cross the driver's 1024-row chunks; packed and bidirectional start rows late in reverse.
+    (7, 5, 6, 9, {}),
+    (300, 4, 8, 33, {"bidirectional": True}),
+    (9, 6, 5, 16, {"packed": True, "bidirectional": True}),
+    (6, 3, 5, 11, {"proj_size": 4}),
+]
+
+
+@pytest.mark.skipif(not fastrnn._C.cpu_bf16_products(), reason="no AVX512_BF16 on this CPU")
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("shape", BF16_SHAPES, ids=str)
+@pytest.mark.parametrize("mode", MODES)
+def test_bf16_products_within_twice_torch_error(mode, shape, threads, generator):
+    """bfloat16 calls of several rows run their recurrent products with AVX512_BF16 on h rounded
+    to bfloat16 and their input projection as a bfloat16 GEMM: still within DESIGN.md's bound on
+    every path through the driver (training runs the same forward: the half-precision test above
+    covers its gradients)."""
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    from utils import assert_within_half_precision_rule
+
+    steps, batch, input_size, hidden, extra = dict(enumerate(shape)).values()
+    extra = dict(extra)
+    packed = extra.pop("packed", False)
+    if "proj_size" in extra and mode != "LSTM":
+        pytest.skip("proj_size is an LSTM option")
+    reference, fast = make_pair(mode, input_size, hidden, **extra)
+    reference.to(torch.bfloat16)
+    fast.load_state_dict(reference.state_dict())
+    fast.to(torch.bfloat16)
+    x = randn(generator, steps, batch, input_size, dtype=torch.bfloat16)
+    lengths = torch.tensor(sorted(torch.randint(1, steps + 1, (batch,), generator=generator)
+                                  .tolist(), reverse=True))
+    lengths[0] = steps
+
+    def run(module, dtype):
+        data = x.to(dtype)
+        data = pack_padded_sequence(data, lengths) if packed else data
+        with torch.no_grad():
+            output, state = module(data)
+        output = output.data if packed else output
+        states = state if isinstance(state, tuple) else (state,)
+        return {"output": output, **{f"state_{i}": s for i, s in enumerate(states)}}
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        exact = run(copy.deepcopy(reference).double(), torch.float64)
+        theirs = run(reference, torch.bfloat16)
+        ours = run(fast, torch.bfloat16)
+    finally:
+        torch.set_num_threads(previous)
+    assert all(v.dtype == torch.bfloat16 for v in ours.values())
     assert_within_half_precision_rule(ours, theirs, exact)

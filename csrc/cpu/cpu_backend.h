@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <tuple>
 #include <type_traits>
 
@@ -32,6 +33,11 @@ class CpuBackend {
   // or read them, instead of whole-sequence buffers faulted in page by page on every call.
   static constexpr int64_t kChunkRows = 1024;
 
+  CpuBackend() = default;
+  // `bf16_call`: the call's tensors are bfloat16 (computed here in float32): the fused forward
+  // steps may run their recurrent products in bfloat16 (Panels::bf16) where the CPU can.
+  explicit CpuBackend(bool bf16_call) : bf16_products_(bf16_call && kernels_.bf16_products) {}
+
   template <class Out>
   void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda,
             const T* b, int64_t ldb, bool accumulate, Out* c, int64_t ldc) const {
@@ -40,12 +46,19 @@ class CpuBackend {
                  ldc);
   }
 
-  // Scratch memory from torch's CPU allocator (NaN-filled under FASTRNN_DEBUG_POISON=1).
+  // Scratch memory from torch's CPU allocator (NaN-filled under FASTRNN_DEBUG_POISON=1; the
+  // uint16_t buffers hold bfloat16, where all ones is a NaN).
   template <class U>
   at::Tensor scratch(int64_t elements) const {
     at::Tensor buffer =
         at::empty({elements}, at::TensorOptions().dtype(c10::CppTypeToScalarType<U>::value));
-    if (debug_poison()) buffer.fill_(NAN);
+    if (debug_poison()) {
+      if constexpr (std::is_floating_point_v<U>) {
+        buffer.fill_(NAN);
+      } else {
+        buffer.fill_(std::numeric_limits<U>::max());
+      }
+    }
     return buffer;
   }
 
@@ -60,6 +73,23 @@ class CpuBackend {
     for (int64_t r = 0; r < rows; ++r) {
       std::memcpy(dst + r * dst_ld, src + r * src_ld, sizeof(T) * cols);
     }
+  }
+
+  void widen_rows(const c10::BFloat16* src, int64_t src_ld, A* dst, int64_t dst_ld, int64_t rows,
+                  int64_t cols) const {
+    const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(1, cols));
+    at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        const uint16_t* in = reinterpret_cast<const uint16_t*>(src + r * src_ld);
+        A* out = dst + r * dst_ld;
+        for (int64_t c = 0; c < cols; ++c) {  // bfloat16 is float32's upper half
+          const uint32_t bits = static_cast<uint32_t>(in[c]) << 16;
+          float value;
+          std::memcpy(&value, &bits, sizeof(value));
+          out[c] = static_cast<A>(value);
+        }
+      }
+    });
   }
 
   void add(T* out, const T* a, const A* b, int64_t n) const {
@@ -88,6 +118,7 @@ class CpuBackend {
   struct FusedWeights {
     at::Tensor holder;  // owns the panels
     Panels<T> panels;
+    int64_t rows = 0;   // the most rows a step has (the state's)
     bool input_in_steps = false;  // the steps compute x W_ih^T too (StepInput)
     const T* w_ih = nullptr;
     int64_t input_size = 0;
@@ -115,12 +146,17 @@ class CpuBackend {
     p.hidden = H;
     p.units = panel_vectors(kCell) * width;
     p.count = (H + p.units - 1) / p.units;
+    fused.rows = rows;
     if (rows <= kNativeRows) {
       p.packed = false;
       p.data = w.w_hh;
       fused.input_in_steps = steps == 1;
       fused.w_ih = w.w_ih;
       fused.input_size = w.input_size;
+      return fused;
+    }
+    if (bf16_products_) {
+      pack_bf16_panels<kCell>(w, p, fused.holder);
       return fused;
     }
     p.stride = P * p.units * gates;
@@ -146,6 +182,42 @@ class CpuBackend {
     return fused;
   }
 
+  // W_hh into Panels::bf16 (step_kernels.h), rounded to bfloat16 (exact for bfloat16 calls).
+  template <CellKind kCell, class Weights>
+  void pack_bf16_panels(const Weights& w, Panels<T>& p, at::Tensor& holder) const {
+    const int64_t gates = gate_count(kCell), H = w.hidden_size, P = w.output_size();
+    const int64_t width = kernels_.vector_width, pairs = (P + 1) / 2;
+    const int64_t columns = p.units * gates;  // per panel, [sub][gate][lane]
+    p.bf16_stride = pairs * columns * 2;
+    holder = scratch<uint16_t>(p.count * p.bf16_stride);
+    uint16_t* out = static_cast<uint16_t*>(holder.data_ptr());
+    p.bf16 = out;
+    const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(1, p.bf16_stride));
+    at::parallel_for(0, p.count, grain, [&](int64_t begin, int64_t end) {
+      for (int64_t panel = begin; panel < end; ++panel) {
+        for (int64_t column = 0; column < columns; ++column) {
+          const int64_t sub = column / (gates * width), gate = column / width % gates;
+          const int64_t unit = panel * p.units + sub * width + column % width;
+          const T* source = unit < H ? w.w_hh + (gate * H + unit) * P : nullptr;
+          uint16_t* dest = out + panel * p.bf16_stride + column * 2;
+          for (int64_t k = 0; k < 2 * pairs; ++k) {
+            const float value = source != nullptr && k < P ? static_cast<float>(source[k]) : 0.0f;
+            dest[(k / 2) * columns * 2 + k % 2] = c10::detail::round_to_nearest_even(value);
+          }
+        }
+      }
+    });
+  }
+
+  // Rows [0, rows) x columns [c0, c1) of h (float32) into hb (bfloat16), for the bf16 products.
+  void round_state(Rows<const T> h, Rows<uint16_t> hb, int64_t rows, int64_t c0,
+                   int64_t c1) const {
+    if constexpr (std::is_same_v<T, float>) {
+      if (c1 <= c0) return;
+      for (int64_t r = 0; r < rows; ++r) kernels_.to_bf16(h.row(r) + c0, hb.row(r) + c0, c1 - c0);
+    }
+  }
+
   // One step (the LSTM with projection runs its steps one by one), split over the panels.
   template <CellKind kCell, class Step>
   void forward_step(const Step& step, Rows<const T> h_prev, Rows<const T> x,
@@ -164,17 +236,44 @@ class CpuBackend {
     if (steps == 0 || w.panels.count == 0) return;
     const auto kernel = fused_kernel<kCell>();
     using Step = std::remove_cv_t<std::tuple_element_t<0, decltype(step_at(0))>>;
+    // bf16 products: h rounded to bfloat16 alternates between two buffers as h does (step s
+    // reads hb[s % 2]); each thread rounds the units it computed, for the next step. Rows that
+    // no step writes keep the initial state's, as in h's buffers (recurrence.h).
+    const int64_t P = w.panels.inner, hb_ld = P + P % 2;
+    at::Tensor hb_holder;
+    uint16_t* hb[2] = {nullptr, nullptr};
+    if (w.panels.bf16 != nullptr) {
+      hb_holder = scratch<uint16_t>(2 * w.rows * hb_ld);
+      hb[0] = static_cast<uint16_t*>(hb_holder.data_ptr());
+      hb[1] = hb[0] + w.rows * hb_ld;
+      const Rows<const T> h0 = std::get<1>(step_at(0));
+      for (uint16_t* buffer : hb) {
+        if (P % 2 != 0) std::memset(buffer, 0, sizeof(uint16_t) * w.rows * hb_ld);
+        round_state(h0, {buffer, hb_ld}, w.rows, 0, P);
+      }
+    }
     auto share_of = [&](int64_t s, int64_t begin, int64_t end) {
       const auto [step, h_prev, x] = step_at(s);
-      return FusedForwardStep<Step, T>{step, h_prev, w.panels, begin, end, training, w.input(x)};
+      FusedForwardStep<Step, T> share{step, h_prev, w.panels, begin, end, training, w.input(x)};
+      share.h_bf16 = {hb[s % 2], hb_ld};
+      return share;
     };
-    const int64_t rows = std::get<0>(step_at(0)).rows;  // the most rows any step has
-    const int64_t inner = w.panels.inner + (w.input_in_steps ? w.input_size : 0);
+    auto run_share = [&](int64_t s, int64_t begin, int64_t end) {
+      const FusedForwardStep<Step, T> share = share_of(s, begin, end);
+      kernel(share);
+      if (hb[0] != nullptr && s + 1 < steps) {
+        const int64_t H = w.panels.hidden;
+        round_state(Rows<const T>{share.step.h.data, share.step.h.ld}, {hb[(s + 1) % 2], hb_ld},
+                    share.step.rows, std::min(H, begin * w.panels.units),
+                    std::min(H, end * w.panels.units));
+      }
+    };
+    const int64_t inner = P + (w.input_in_steps ? w.input_size : 0);
     const int64_t flops_per_panel =
-        2 * std::max<int64_t>(1, rows) * inner * w.panels.units * gate_count(kCell);
-    const int threads = threads_for(w.panels.count, flops_per_panel);
+        2 * std::max<int64_t>(1, w.rows) * inner * w.panels.units * gate_count(kCell);
+    const int threads = threads_for(w.panels.count, flops_per_panel, steps);
     if (threads <= 1) {
-      for (int64_t s = 0; s < steps; ++s) kernel(share_of(s, 0, w.panels.count));
+      for (int64_t s = 0; s < steps; ++s) run_share(s, 0, w.panels.count);
       return;
     }
 #pragma omp parallel num_threads(threads)
@@ -182,7 +281,7 @@ class CpuBackend {
       const int64_t id = omp_get_thread_num(), team = omp_get_num_threads();
       const int64_t begin = w.panels.count * id / team, end = w.panels.count * (id + 1) / team;
       for (int64_t s = 0; s < steps; ++s) {
-        kernel(share_of(s, begin, end));
+        run_share(s, begin, end);
         if (s + 1 < steps) {
 #pragma omp barrier
         }
@@ -275,17 +374,24 @@ class CpuBackend {
     }
   }
 
-  // Threads for `panels` panels of `flops_per_panel` each per step: at most torch's intra-op
-  // count (and one inside another parallel region), and few enough that each thread's share is
-  // worth a barrier (about 0.1 MFLOP, a few microseconds).
-  static int threads_for(int64_t panels, int64_t flops_per_panel) {
+  // Threads for `panels` panels of `flops_per_panel` each per step, over `steps` steps: at most
+  // torch's intra-op count (and one inside another parallel region), few enough that each
+  // thread's share of a step is worth a barrier (about 0.1 MFLOP, a few microseconds) and its
+  // share of the whole region worth waking a thread (about 0.5 MFLOP: a single small step, as
+  // in streaming, runs on the calling thread rather than wait for another).
+  static int threads_for(int64_t panels, int64_t flops_per_panel, int64_t steps = 1 << 20) {
     if (at::in_parallel_region()) return 1;
-    constexpr int64_t kMinFlopsPerThread = 100000;
-    const int64_t by_work = std::max<int64_t>(1, panels * flops_per_panel / kMinFlopsPerThread);
-    return static_cast<int>(std::min<int64_t>({at::get_num_threads(), panels, by_work}));
+    constexpr int64_t kMinFlopsPerThread = 100000, kMinFlopsPerRegion = 500000;
+    const int64_t step_flops = panels * flops_per_panel;
+    const int64_t by_step = std::max<int64_t>(1, step_flops / kMinFlopsPerThread);
+    const double region_flops = static_cast<double>(steps) * static_cast<double>(step_flops);
+    const int64_t by_region =
+        static_cast<int64_t>(std::clamp(region_flops / kMinFlopsPerRegion, 1.0, 1024.0));
+    return static_cast<int>(std::min<int64_t>({at::get_num_threads(), panels, by_step, by_region}));
   }
 
   const StepKernels<T>& kernels_ = step_kernels<T>();
+  bool bf16_products_ = false;
 };
 
 }  // namespace fastrnn::cpu

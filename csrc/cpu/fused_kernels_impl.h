@@ -84,6 +84,50 @@ inline void panel_product(Rows<const T> h_prev, int64_t rows, const T* panel, in
   });
 }
 
+#ifdef FASTRNN_BF16_PRODUCTS
+// acc[r][v] = sum over the pairs q < pairs of a's pair (a[r * lda + 2q], a[r * lda + 2q + 1])
+// dotted with b's pairs at b[q * ldb + (v * 16 + lane) * 2 ..], in float32 (vdpbf16ps): the
+// bfloat16 form of accumulate_tile (Panels::bf16 layout; lda even, so pairs are 32-bit aligned
+// units).
+template <int MR, int NV>
+inline void accumulate_tile_bf16(const uint16_t* a, int64_t lda, const uint16_t* b, int64_t ldb,
+                                 int64_t pairs, VecF (&acc)[MR][NV]) {
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) {
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_ps();
+  }
+  for (int64_t q = 0; q < pairs; ++q) {
+    const uint16_t* row = b + q * ldb;
+    __m512bh bv[NV];
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) bv[v] = (__m512bh)_mm512_loadu_si512(row + v * 32);
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      int32_t pair;
+      std::memcpy(&pair, a + r * lda + 2 * q, sizeof(pair));
+      const __m512bh broadcast = (__m512bh)_mm512_set1_epi32(pair);
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_dpbf16_ps(acc[r][v].v, broadcast, bv[v]);
+    }
+  }
+}
+
+// in[0, n) rounded to bfloat16 (nearest even; NaN stays NaN).
+inline void round_to_bf16(const float* in, uint16_t* out, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i),
+                        (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(in + i)));
+  }
+  if (i < n) {
+    const __mmask16 mask = VecF::first(static_cast<int>(n - i));
+    _mm256_mask_storeu_epi16(out + i, mask,
+                             (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(mask, in + i)));
+  }
+}
+#endif
+
 // Lane j of the result: the dot product of w's row min(j, n - 1) (rows ldw apart) with h, both
 // `inner` long. The rows are read in step, one vector of each per h vector, and the sixteen
 // (eight) partial sums are added across lanes at the end.
@@ -116,8 +160,25 @@ inline V row_dots(const T* w, int64_t ldw, int n, const T* h, int64_t inner) {
 // W_hh row and the number of units (at most a vector; 0 or less: none) of the panel's v-th
 // vector of columns, for W_hh as stored.
 template <class V, int NV, class T, class Block, class Epilogue>
-inline void step_product(const Panels<T>& w, int64_t p, Rows<const T> h_prev, int64_t rows,
-                         Block&& block, Epilogue&& epilogue) {
+inline void step_product(const Panels<T>& w, int64_t p, Rows<const T> h_prev,
+                         Rows<const uint16_t> h_bf16, int64_t rows, Block&& block,
+                         Epilogue&& epilogue) {
+#ifdef FASTRNN_BF16_PRODUCTS
+  if constexpr (std::is_same_v<V, VecF>) {
+    if (w.bf16 != nullptr) {
+      const uint16_t* panel = w.bf16 + p * w.bf16_stride;
+      for_each_tile<tile_rows<V, NV>()>(rows, [&]<int TR>(int64_t r0) {
+        V acc[TR][NV];
+        accumulate_tile_bf16<TR, NV>(h_bf16.row(r0), h_bf16.ld, panel, NV * 32,
+                                     (w.inner + 1) / 2, acc);
+        epilogue.template operator()<TR>(r0, acc);
+      });
+      return;
+    }
+  }
+#else
+  (void)h_bf16;
+#endif
   if (w.packed) {
     panel_product<V, NV>(h_prev, rows, w.data + p * w.stride, w.inner,
                          std::forward<Epilogue>(epilogue));
@@ -173,7 +234,7 @@ void lstm_fused_forward(const FusedForwardStep<LstmForwardStep<T>, T>& f) {
     const V bias_g = biases<V>(s.b_ih, s.b_hh, 2 * H + u, n);
     const V bias_o = biases<V>(s.b_ih, s.b_hh, 3 * H + u, n);
     input_product<V, NV>(f.input, s.rows, s.gates, GateBlocks{H, u, n});
-    step_product<V, NV>(f.w, p, f.h_prev, s.rows, GateBlocks{H, u, n}, [&]<int TR>(int64_t r0, V (&acc)[TR][NV]) {
+    step_product<V, NV>(f.w, p, f.h_prev, f.h_bf16, s.rows, GateBlocks{H, u, n}, [&]<int TR>(int64_t r0, V (&acc)[TR][NV]) {
 #pragma GCC unroll 16
       for (int r = 0; r < TR; ++r) {
         const int64_t row = r0 + r;
@@ -212,7 +273,7 @@ void gru_fused_forward(const FusedForwardStep<GruForwardStep<T>, T>& f) {
     const V bx_r = bias(s.b_ih, u), bx_z = bias(s.b_ih, H + u), bx_n = bias(s.b_ih, 2 * H + u);
     const V bh_r = bias(s.b_hh, u), bh_z = bias(s.b_hh, H + u), bh_n = bias(s.b_hh, 2 * H + u);
     input_product<V, NV>(f.input, s.rows, s.gates, GateBlocks{H, u, n});
-    step_product<V, NV>(f.w, p, f.h_prev, s.rows, GateBlocks{H, u, n}, [&]<int TR>(int64_t r0, V (&acc)[TR][NV]) {
+    step_product<V, NV>(f.w, p, f.h_prev, f.h_bf16, s.rows, GateBlocks{H, u, n}, [&]<int TR>(int64_t r0, V (&acc)[TR][NV]) {
 #pragma GCC unroll 16
       for (int r = 0; r < TR; ++r) {
         const int64_t row = r0 + r;
@@ -247,7 +308,7 @@ void rnn_fused_forward(const FusedForwardStep<RnnForwardStep<T>, T>& f) {
       return std::pair<int64_t, int>{u, static_cast<int>(std::min<int64_t>(V::kWidth, H - u))};
     };
     input_product<V, NV>(f.input, s.rows, s.pre, block);
-    step_product<V, NV>(f.w, p, f.h_prev, s.rows, block, [&]<int TR>(int64_t r0, V (&acc)[TR][NV]) {
+    step_product<V, NV>(f.w, p, f.h_prev, f.h_bf16, s.rows, block, [&]<int TR>(int64_t r0, V (&acc)[TR][NV]) {
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) {
         const int64_t u = p * f.w.units + v * V::kWidth;

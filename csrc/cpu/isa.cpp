@@ -24,6 +24,21 @@ Isa detected_isa() {
 #endif
 }
 
+bool bf16_products_enabled() {
+#if defined(__x86_64__) || defined(__i386__)
+  // FASTRNN_CPU_BF16=0 keeps bfloat16 calls on the float32 products (for comparison).
+  static const bool enabled = [] {
+    __builtin_cpu_init();
+    const char* forced = std::getenv("FASTRNN_CPU_BF16");
+    if (forced != nullptr && std::strcmp(forced, "0") == 0) return false;
+    return detected_isa() == Isa::kAvx512 && __builtin_cpu_supports("avx512bf16") != 0;
+  }();
+  return enabled;
+#else
+  return false;
+#endif
+}
+
 const char* isa_name(Isa isa) {
   switch (isa) {
     case Isa::kAvx512: return "avx512";
@@ -55,7 +70,11 @@ const StepKernels<float>* step_kernels_f32_for(Isa isa) {
   if (static_cast<int>(isa) > static_cast<int>(detected_isa())) return nullptr;
   switch (isa) {
     case Isa::kAvx512: {
-      static const StepKernels<float> kernels = avx512::step_kernels_f32();
+      static const StepKernels<float> kernels = [] {
+        StepKernels<float> table = avx512::step_kernels_f32();
+        table.bf16_products = bf16_products_enabled();
+        return table;
+      }();
       return &kernels;
     }
     case Isa::kAvx2: {

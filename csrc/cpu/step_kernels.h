@@ -34,10 +34,19 @@ using fastrnn::Rows;
 //  - as stored ([gates * H, P], row gate * H + unit), for a few rows of h: the product is then
 //    a dot product per unit, sixteen at a time, with no packing pass at all, which is what
 //    batch-1 and single-step calls need (a packing pass costs about as much as a step there).
+//
+// bfloat16 calls on CPUs with AVX512_BF16 (StepKernels::bf16_products) may also pack W_hh in
+// bfloat16, in pairs of k: panel p holds ceil(P / 2) rows of `units * gates` pairs
+// (W[c, 2q], W[c, 2q + 1]), the columns c in the order of the float panels (a missing k = P
+// is zero). The product then reads h rounded to bfloat16 (FusedForwardStep::h_bf16, as torch's
+// bfloat16 RNNs round their state) and accumulates in float32 with one dot-product instruction
+// per pair: twice the float32 rate. Everything after the product stays float32.
 template <class T>
 struct Panels {
   const T* data = nullptr;
   bool packed = true;  // false: data is W_hh as stored
+  const uint16_t* bf16 = nullptr;  // packed in bfloat16 pairs (see above), or null
+  int64_t bf16_stride = 0;         // bfloat16 values per such panel
   int64_t inner = 0;   // K: the size of h (P)
   int64_t hidden = 0;  // H
   int64_t units = 0;   // hidden units per panel
@@ -67,6 +76,7 @@ struct FusedForwardStep {
   int64_t panel_begin = 0, panel_end = 0;
   bool save = false;
   StepInput<T> input;
+  Rows<const uint16_t> h_bf16;  // h_prev rounded to bfloat16 (row length even), when w.bf16
 };
 
 // The recurrent half of a backward step for the output columns [col_begin, col_end) of dh:
@@ -105,6 +115,10 @@ struct StepKernels {
   void (*rnn_tanh_fused_forward)(const FusedForwardStep<RnnForwardStep<T>, T>&);
   void (*rnn_relu_fused_forward)(const FusedForwardStep<RnnForwardStep<T>, T>&);
   void (*hidden_grad)(const HiddenGradStep<T>&);
+  // The fused steps can run Panels::bf16 (set by isa.cpp: compiled for it and the CPU has it),
+  // and to_bf16 rounds float32 to bfloat16 (nearest even) for them.
+  bool bf16_products = false;
+  void (*to_bf16)(const float* in, uint16_t* out, int64_t n) = nullptr;
 };
 
 // Hidden units per panel, in vectors: one for the LSTM and the GRU (their 4 and 3 gates give the

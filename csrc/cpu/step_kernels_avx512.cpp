@@ -1,4 +1,4 @@
-// Step kernels compiled for AVX-512 (F, DQ, BW, VL): selected at run time by isa.cpp on CPUs
+// Step kernels compiled for AVX-512 (F, DQ, BW, VL; BF16 for the bfloat16 products): selected at run time by isa.cpp on CPUs
 // that have it. Everything this file defines lives in namespace fastrnn::cpu::avx512 and
 // fastrnn::cell::avx512, so no AVX-512 code is shared with (or merged into) other translation
 // units; every header with code of its own is included before the target region.
@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
+#include <type_traits>
 #include <utility>
 
 #include "cpu/simd/exp_constants.h"
@@ -18,7 +20,10 @@
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma,f16c,bmi,bmi2")
+// avx512bf16: only the bfloat16 products (fused_kernels_impl.h, FASTRNN_BF16_PRODUCTS) use it,
+// and isa.cpp lets them run only on CPUs that have it.
+#pragma GCC target("avx512f,avx512dq,avx512bw,avx512vl,avx512bf16,avx2,fma,f16c,bmi,bmi2")
+#define FASTRNN_BF16_PRODUCTS
 #define FASTRNN_CELL_NAMESPACE avx512
 #define FASTRNN_ISA avx512
 #include "cpu/simd/vec_avx512.h"

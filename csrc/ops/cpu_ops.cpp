@@ -45,6 +45,16 @@ void copy_into(const at::Tensor& destination, const at::Tensor& source) {
   if (destination.defined() && destination.numel() > 0) destination.copy_(source);
 }
 
+// bfloat16 calls of more than one row on CPUs with AVX512_BF16: the input projection x W_ih^T
+// of every row as one bfloat16 GEMM (oneDNN through at::mm, as torch.nn's bfloat16 layers do;
+// about 2.5x the float32 GEMM rate), rounded to bfloat16 like theirs. Undefined otherwise.
+at::Tensor bf16_projection(const LayerCall& call) {
+  const bool wanted = call.input.scalar_type() == at::kBFloat16 && call.sizes.batch > 1 &&
+                      cpu::bf16_products_enabled() && cpu::active_isa() == cpu::Isa::kAvx512;
+  if (!wanted || call.input.numel() == 0) return at::Tensor();
+  return at::mm(call.input.reshape({-1, call.sizes.input}), call.w_ih.t());
+}
+
 struct CpuDevice {
   static void check_dtype(const char* op, const at::Tensor& input) {
     const auto dtype = input.scalar_type();
@@ -62,7 +72,8 @@ struct CpuDevice {
       f.hy = empty_float_like(out.hy);
       f.cy = empty_float_like(out.cy);
       f.workspace = out.workspace;  // float32 already
-      run_forward<kCell>(cpu::CpuBackend<float>(), float_call(call), f);
+      const bool bf16 = call.input.scalar_type() == at::kBFloat16;
+      run_forward<kCell>(cpu::CpuBackend<float>(bf16), float_call(call), f, bf16_projection(call));
       copy_into(out.output, f.output);
       copy_into(out.hy, f.hy);
       copy_into(out.cy, f.cy);

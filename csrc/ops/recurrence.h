@@ -16,6 +16,9 @@
 //     void copy_rows(const T* src, int64_t src_ld, T* dst, int64_t dst_ld, int64_t rows,
 //                    int64_t cols) const;
 //     void add(T* out, const T* a, const A* b, int64_t n) const;   // out = a + b
+//     // Optional (the CPU's): bfloat16 rows into A rows, for a precomputed ForwardIO::x_proj.
+//     void widen_rows(const c10::BFloat16* src, int64_t src_ld, A* dst, int64_t dst_ld,
+//                     int64_t rows, int64_t cols) const;
 //     void sum_rows(const T* matrix, int64_t rows, int64_t cols, T* out, bool accumulate) const;
 //     void step(const <Cell>Step<T, A>& step) const;        // the LSTM and GRU step kernels
 //     template <CellKind> void rnn_step(const Rnn<Forward|Backward>Step<T, A>&) const;
@@ -124,6 +127,9 @@ struct ForwardIO {
   T* h_n = nullptr;
   T* c_n = nullptr;        // LSTM only
   A* workspace = nullptr;  // null: inference, nothing saved for backward
+  // x W_ih^T of every row [N, G], computed before the call in bfloat16 (CPU bfloat16 calls: a
+  // bfloat16 GEMM, as torch.nn's), or null: the driver's GEMM computes it.
+  const c10::BFloat16* x_proj = nullptr;
 };
 
 template <class T, class A>
@@ -378,7 +384,14 @@ void recurrence_forward(const Backend& backend, const SequenceShape& shape,
     row_base = shape.offset(t_first);
     const int64_t chunk_rows = shape.offset(t_last + 1) - row_base;
     pre_rows = training ? io.workspace + row_base * ld : data_of<A>(pre_scratch);
-    if (!prepared.input_in_steps) {
+    bool projected = false;
+    if constexpr (requires { backend.widen_rows(io.x_proj, G, pre_rows, ld, chunk_rows, G); }) {
+      if (io.x_proj != nullptr) {
+        backend.widen_rows(io.x_proj + row_base * G, G, pre_rows, ld, chunk_rows, G);
+        projected = true;
+      }
+    }
+    if (!projected && !prepared.input_in_steps) {
       backend.gemm(false, true, chunk_rows, G, I, io.x + row_base * I, I, w.w_ih, I, false,
                    pre_rows, ld);
     }

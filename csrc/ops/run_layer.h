@@ -39,8 +39,10 @@ LayerWeights<T> weights_of(const LayerCall& call) {
   return w;
 }
 
+// `x_proj`: undefined, or x W_ih^T of every row as a bfloat16 [N, G] tensor (ForwardIO::x_proj).
 template <CellKind kCell, class Backend>
-void run_forward(const Backend& backend, const LayerCall& call, const ForwardOutputs& out) {
+void run_forward(const Backend& backend, const LayerCall& call, const ForwardOutputs& out,
+                 const at::Tensor& x_proj = at::Tensor()) {
   using T = typename Backend::T;
   using A = typename Backend::A;
   ForwardIO<T, A> io;
@@ -53,6 +55,7 @@ void run_forward(const Backend& backend, const LayerCall& call, const ForwardOut
   // A [0] workspace means inference; an empty [0, W] one (no rows) has nothing to save either.
   io.workspace = out.workspace.defined() && out.workspace.numel() > 0 ? pointer<A>(out.workspace)
                                                                       : nullptr;
+  io.x_proj = pointer<c10::BFloat16>(x_proj);
   recurrence_forward<kCell>(backend, sequence_of(call), weights_of<T>(call), io, call.reverse);
 }
 
