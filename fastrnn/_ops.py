@@ -67,6 +67,29 @@ def _batch(input: Tensor, batch_sizes: Tensor | None):
     return ctx.new_dynamic_size(min=1)
 
 
+def _check_same_kind(op: str, input: Tensor, **tensors: Tensor | None) -> None:
+    """The C++ ops' dtype and device checks (csrc/ops/layer_args.cpp), with their messages.
+
+    A fake kernel is also what runs when any argument is a meta tensor (Meta outranks CPU in
+    dispatch): without this check a CPU input with a meta weight or state would return
+    uninitialised CPU tensors instead of an error."""
+    for name, tensor in tensors.items():
+        if tensor is None:
+            continue
+        if tensor.dtype != input.dtype:
+            raise RuntimeError(f"fastrnn::{op}: {name} has dtype {_C10_NAMES.get(tensor.dtype, tensor.dtype)} "
+                               f"but input has dtype {_C10_NAMES.get(input.dtype, input.dtype)}; "
+                               "all tensors must have the same dtype")
+        if tensor.device != input.device:
+            raise RuntimeError(f"fastrnn::{op}: {name} is on {tensor.device} but input is on "
+                               f"{input.device}; all tensors must be on the same device")
+
+
+# c10's dtype names, as the C++ checks print them.
+_C10_NAMES = {torch.float32: "Float", torch.float64: "Double", torch.float16: "Half",
+              torch.bfloat16: "BFloat16"}
+
+
 def _final_states(input: Tensor, batch_sizes: Tensor | None,
                   states: list[tuple[Tensor | None, int]]) -> list[Tensor]:
     """Final states shaped like the given initial ones, or [B, size] where none was given."""
@@ -99,12 +122,15 @@ def _single_state_backward_fake(input: Tensor, hx: Tensor | None, w_ih: Tensor, 
 def _register_rnn_fakes(name: str) -> None:
     @torch.library.register_fake(f"fastrnn::{name}_forward")
     def _(input, hx, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse):
+        _check_same_kind(f"{name}_forward", input, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh,
+                         hx=hx)
         output = input.new_empty(_sequence_shape(input, batch_sizes, w_hh.shape[1]))
         (hy,) = _final_states(input, batch_sizes, [(hx, w_hh.shape[1])])
         return output, hy
 
     @torch.library.register_fake(f"fastrnn::{name}_backward")
     def _(grad_output, grad_hy, input, hx, w_ih, w_hh, output, batch_sizes, reverse, input_grad):
+        _check_same_kind(f"{name}_backward", input, w_ih=w_ih, w_hh=w_hh, hx=hx)
         return _single_state_backward_fake(input, hx, w_ih, w_hh, input_grad)
 
 
@@ -114,6 +140,8 @@ _register_rnn_fakes("rnn_relu")
 
 @torch.library.register_fake("fastrnn::lstm_forward")
 def _(input, hx, cx, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, train):
+    _check_same_kind("lstm_forward", input, w_hr=w_hr, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh,
+                     hx=hx, cx=cx)
     hidden, out = w_ih.shape[0] // 4, w_hh.shape[1]
     output = input.new_empty(_sequence_shape(input, batch_sizes, out))
     hy, cy = _final_states(input, batch_sizes, [(hx, out), (cx, hidden)])
@@ -123,6 +151,7 @@ def _(input, hx, cx, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, train):
 @torch.library.register_fake("fastrnn::lstm_backward")
 def _(grad_output, grad_hy, grad_cy, input, hx, cx, w_ih, w_hh, w_hr, output, workspace, batch_sizes,
       reverse, input_grad):
+    _check_same_kind("lstm_backward", input, w_hr=w_hr, w_ih=w_ih, w_hh=w_hh, hx=hx, cx=cx)
     gates = w_ih.shape[0]
     return (
         _grad_input_like(input, input_grad),
@@ -138,6 +167,7 @@ def _(grad_output, grad_hy, grad_cy, input, hx, cx, w_ih, w_hh, w_hr, output, wo
 
 @torch.library.register_fake("fastrnn::gru_forward")
 def _(input, hx, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, train):
+    _check_same_kind("gru_forward", input, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh, hx=hx)
     hidden = w_hh.shape[1]
     output = input.new_empty(_sequence_shape(input, batch_sizes, hidden))
     (hy,) = _final_states(input, batch_sizes, [(hx, hidden)])
@@ -146,6 +176,7 @@ def _(input, hx, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, train):
 
 @torch.library.register_fake("fastrnn::gru_backward")
 def _(grad_output, grad_hy, input, hx, w_ih, w_hh, output, workspace, batch_sizes, reverse, input_grad):
+    _check_same_kind("gru_backward", input, w_ih=w_ih, w_hh=w_hh, hx=hx)
     return _single_state_backward_fake(input, hx, w_ih, w_hh, input_grad)
 
 

@@ -85,7 +85,9 @@ class RNNCellBase(nn.Module):
             if state.size(1) != hidden_size:
                 raise RuntimeError(f"hidden{label} has inconsistent hidden_size: got "
                                    f"{state.size(1)}, expected {hidden_size}")
-        # torch fails in its first matrix product when dtypes differ.
+        # torch fails in its first matrix product when dtypes differ (unless autocast casts them).
+        if torch._C._is_any_autocast_enabled():
+            return
         for operand, weight in [(input, self.weight_ih)] + [(s, self.weight_hh) for s in states[:1]]:
             if operand.dtype != weight.dtype:
                 raise RuntimeError(f"mat1 and mat2 must have the same dtype, but got "
@@ -179,9 +181,18 @@ class LSTMCell(RNNCellBase):
             "LSTMCell", input, None if hx is None else list(hx), "hx[{}]")
         self._check_step(input, states or [])
         h0, c0 = states if states else (None, None)
+        batch_sizes = None
+        if input.device.type == "cpu" and torch.is_autocast_enabled("cpu") and input.size(0) > 0:
+            # Under CPU autocast torch's LSTMCell keeps a float32 cell state in float32 (its cell
+            # is linears plus pointwise math), unlike nn.LSTM's oneDNN layer, which runs wholly
+            # in the autocast dtype. The op's autocast rule gives the former to packed input
+            # (csrc/ops/autocast.cpp), and one step of B rows is the packed sequence [B].
+            batch_sizes = torch.tensor([input.size(0)])
+        else:
+            input = input.unsqueeze(0)
         _, h, c, _ = torch.ops.fastrnn.lstm_forward(
-            input.unsqueeze(0), h0, c0, self.weight_ih, self.weight_hh, self.bias_ih,
-            self.bias_hh, None, None, False, self._needs_grad(input, h0, c0))
+            input, h0, c0, self.weight_ih, self.weight_hh, self.bias_ih,
+            self.bias_hh, None, batch_sizes, False, self._needs_grad(input, h0, c0))
         if not is_batched:
             return h.squeeze(0), c.squeeze(0)
         return h, c

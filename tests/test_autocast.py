@@ -1,6 +1,9 @@
 """torch.autocast on the CPU: fastrnn's modules run in the autocast dtype (their forward ops
 cast input, states and weights with torch's cached casts), gradients reach the float32
-parameters, and the results stay within the half-precision rule of DESIGN.md."""
+parameters, and the results stay within the half-precision rule of DESIGN.md.
+
+Result dtypes are torch.nn's, which are not all bfloat16: torch's GRU, LSTMCell, GRUCell and its
+LSTM on packed input or with proj_size keep a float32 state in float32 (csrc/ops/autocast.cpp)."""
 
 from __future__ import annotations
 
@@ -8,7 +11,10 @@ import copy
 
 import pytest
 import torch
+from torch import nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
+import fastrnn
 from utils import MODES, assert_within_half_precision_rule, make_pair, randn, run_with_grads
 
 
@@ -24,8 +30,10 @@ def test_cpu_autocast_runs_in_bfloat16(mode, generator):
         output, state = fast(x)
         theirs = run_with_grads(reference, x, None, grad_output, grad_state)
         ours = run_with_grads(fast, x, None, grad_output, grad_state)
-    assert output.dtype == torch.bfloat16
-    assert all(s.dtype == torch.bfloat16 for s in (state if isinstance(state, tuple) else [state]))
+    # torch.nn's GRU keeps its float32 state (and output) in float32; the others are bfloat16.
+    expected = torch.float32 if mode == "GRU" else torch.bfloat16
+    assert output.dtype == expected
+    assert all(s.dtype == expected for s in (state if isinstance(state, tuple) else [state]))
     # Gradients reach the float32 parameters and input in float32.
     assert all(v.dtype == torch.float32 for k, v in ours.items() if k.startswith("grad"))
     assert_within_half_precision_rule(ours, theirs, exact)
@@ -38,3 +46,81 @@ def test_autocast_off_inside_leaves_float32(generator):
         with torch.autocast("cpu", enabled=False):
             output, _ = fast(x)
     assert output.dtype == torch.float32
+
+
+def _dtypes(result) -> list:
+    """The dtypes of a module's or cell's result, nested as the result is."""
+    if isinstance(result, PackedSequence):
+        return ["packed", result.data.dtype]
+    if isinstance(result, tuple):
+        return [_dtypes(r) for r in result]
+    return result.dtype
+
+
+MODULE_CASES = [("LSTM", {}), ("LSTM", {"proj_size": 3}), ("GRU", {}), ("GRU", {"bidirectional": True}),
+                ("RNN_TANH", {}), ("RNN_RELU", {})]
+
+
+@pytest.mark.parametrize("state_dtype", [None, torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("input_dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("packed", [False, True])
+@pytest.mark.parametrize("mode, kwargs", MODULE_CASES)
+def test_cpu_autocast_result_dtypes_match_torch(mode, kwargs, packed, input_dtype, state_dtype,
+                                                generator):
+    """Every module's output and final states under CPU autocast have torch.nn's dtypes, for
+    padded and packed input, float32 or bfloat16 input, and no, float32 or bfloat16 state."""
+    reference, fast = make_pair(mode, 5, 7, 2, **kwargs)
+    directions = 2 if kwargs.get("bidirectional") else 1
+    x = randn(generator, 4, 3, 5).to(input_dtype)
+    hx = None
+    if state_dtype is not None:
+        h = randn(generator, 2 * directions, 3, kwargs.get("proj_size") or 7).to(state_dtype)
+        hx = (h, randn(generator, 2 * directions, 3, 7).to(state_dtype)) if mode == "LSTM" else h
+    input = pack_padded_sequence(x, torch.tensor([4, 2, 1])) if packed else x
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = reference(input, hx)
+        actual = fast(input, hx)
+    assert _dtypes(actual) == _dtypes(expected)
+    # Same numbers as torch up to bfloat16 rounding of what both round (a scale-aware bound).
+    data = [actual[0].data if packed else actual[0], expected[0].data if packed else expected[0]]
+    torch.testing.assert_close(data[0].double(), data[1].double(), rtol=0.05, atol=0.05)
+
+
+@pytest.mark.parametrize("state_dtype", [None, torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("input_dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("name", ["RNNCell", "LSTMCell", "GRUCell"])
+def test_cpu_autocast_cell_result_dtypes_match_torch(name, input_dtype, state_dtype, generator):
+    reference = getattr(nn, name)(5, 7)
+    fast = getattr(fastrnn, name)(5, 7)
+    fast.load_state_dict(reference.state_dict())
+    x = randn(generator, 3, 5).to(input_dtype)
+    hx = None
+    if state_dtype is not None:
+        hx = randn(generator, 3, 7).to(state_dtype)
+        if name == "LSTMCell":
+            hx = (hx, randn(generator, 3, 7).to(state_dtype))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = reference(x, hx)
+        actual = fast(x, hx)
+    assert _dtypes(actual) == _dtypes(expected)
+    first = [r[0] if isinstance(r, tuple) else r for r in (actual, expected)]
+    torch.testing.assert_close(first[0].double(), first[1].double(), rtol=0.05, atol=0.05)
+
+
+@pytest.mark.parametrize("mode, kwargs", [("GRU", {}), ("LSTM", {"proj_size": 4})])
+def test_cpu_autocast_float32_state_within_half_precision_rule(mode, kwargs, generator):
+    """Where torch keeps a float32 state (GRU; LSTM with projection), fastrnn's outputs and
+    gradients are within DESIGN.md's half-precision rule, and the gradients are float32."""
+    reference, fast = make_pair(mode, 6, 9, 2, **kwargs)
+    out = kwargs.get("proj_size") or 9
+    x = randn(generator, 5, 3, 6)
+    grad_output = randn(generator, 5, 3, out)
+    grad_state = [randn(generator, 2, 3, out)] + ([randn(generator, 2, 3, 9)] if mode == "LSTM" else [])
+    exact = run_with_grads(copy.deepcopy(reference).double(), x.double(), None,
+                           grad_output.double(), [g.double() for g in grad_state])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        theirs = run_with_grads(reference, x, None, grad_output, grad_state)
+        ours = run_with_grads(fast, x, None, grad_output, grad_state)
+    assert {k: v.dtype for k, v in ours.items()} == {k: v.dtype for k, v in theirs.items()}
+    assert all(v.dtype == torch.float32 for k, v in ours.items() if k.startswith("grad"))
+    assert_within_half_precision_rule(ours, theirs, exact)
