@@ -187,7 +187,7 @@ BF16_SHAPES = [
     # (steps, batch, input, hidden, extra): odd hidden sizes pad the bfloat16 pairs; 300 x 4 rows
     # cross the driver's 1024-row chunks; packed and bidirectional start rows late in reverse.
     (7, 5, 6, 9, {}),
-    (300, 4, 8, 33, {"bidirectional": True}),
+    (300, 4, 40, 33, {"bidirectional": True}),
     (9, 6, 5, 16, {"packed": True, "bidirectional": True}),
     (6, 3, 5, 11, {"proj_size": 4}),
 ]
@@ -200,8 +200,8 @@ BF16_SHAPES = [
 def test_bf16_products_within_twice_torch_error(mode, shape, threads, generator):
     """bfloat16 calls of several rows run their recurrent products with AVX512_BF16 on h rounded
     to bfloat16 and their input projection as a bfloat16 GEMM: still within DESIGN.md's bound on
-    every path through the driver (training runs the same forward: the half-precision test above
-    covers its gradients)."""
+    every path through the driver, and so are the gradients, whose whole-sequence GEMMs run in
+    bfloat16 too."""
     from torch.nn.utils.rnn import pack_padded_sequence
 
     from utils import assert_within_half_precision_rule
@@ -238,4 +238,21 @@ def test_bf16_products_within_twice_torch_error(mode, shape, threads, generator)
     finally:
         torch.set_num_threads(previous)
     assert all(v.dtype == torch.bfloat16 for v in ours.values())
+    assert_within_half_precision_rule(ours, theirs, exact)
+    if packed:
+        return
+    # Training: the same forward, and backward's whole-sequence GEMMs in bfloat16.
+    outputs = (2 if extra.get("bidirectional") else 1) * extra.get("proj_size", hidden)
+    grad_output = randn(generator, steps, batch, outputs, dtype=torch.bfloat16)
+    directions = 2 if extra.get("bidirectional") else 1
+    sizes = [extra.get("proj_size", hidden), hidden] if mode == "LSTM" else [hidden]
+    grad_state = [randn(generator, directions, batch, size, dtype=torch.bfloat16) for size in sizes]
+    torch.set_num_threads(threads)
+    try:
+        exact = run_with_grads(copy.deepcopy(reference).double(), x.double(), None,
+                               grad_output.double(), [g.double() for g in grad_state])
+        theirs = run_with_grads(reference, x, None, grad_output, grad_state)
+        ours = run_with_grads(fast, x, None, grad_output, grad_state)
+    finally:
+        torch.set_num_threads(previous)
     assert_within_half_precision_rule(ours, theirs, exact)

@@ -97,7 +97,8 @@ struct CpuDevice {
                             &f.grad_b_ih, &f.grad_b_hh, &f.grad_w_hr}) {
         *t = empty_float_like(*t);
       }
-      run_backward<kCell>(cpu::CpuBackend<float>(), float_call(call), f_in, f);
+      const bool bf16 = call.input.scalar_type() == at::kBFloat16;
+      run_backward<kCell>(cpu::CpuBackend<float>(bf16), float_call(call), f_in, f);
       copy_into(out.grad_input, f.grad_input);
       copy_into(out.grad_hx, f.grad_hx);
       copy_into(out.grad_cx, f.grad_cx);
