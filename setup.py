@@ -38,7 +38,8 @@ def extension():
             "fastrnn._C", sources, include_dirs=include_dirs,
             extra_compile_args={"cxx": cxx_flags}, extra_link_args=link_flags,
         )
-    os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_CUDA_ARCHS)
+    arch_list = os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_CUDA_ARCHS)
+    cxx_flags.append(f'-DFASTRNN_CUDA_ARCH_LIST="{arch_list}"')  # for fastrnn.info
     sources += sorted(glob.glob("csrc/cuda/*.cu") + glob.glob("csrc/ops/cuda/*.cpp"))
     return CUDAExtension(
         "fastrnn._C",
