@@ -4,7 +4,8 @@ CPU build unless CUDA is wanted and possible: FASTRNN_FORCE_CPU=1 forces CPU, FA
 forces CUDA, otherwise CUDA is built when torch has CUDA and nvcc is found. CUDA architectures
 come from TORCH_CUDA_ARCH_LIST (default below). The C++ standard is torch's (no -std here), and
 no -march: instruction sets are chosen at run time (csrc/cpu/isa.cpp).
-Install with `pip install --no-build-isolation -e .` so the build uses the torch already there.
+Install with `pip install --no-build-isolation -e .` so the build uses the torch already there;
+`pip wheel --no-build-isolation .` makes a wheel (docs/packaging.md).
 """
 
 import glob
@@ -38,7 +39,8 @@ def extension():
             "fastrnn._C", sources, include_dirs=include_dirs,
             extra_compile_args={"cxx": cxx_flags}, extra_link_args=link_flags,
         )
-    os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_CUDA_ARCHS)
+    arch_list = os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_CUDA_ARCHS)
+    cxx_flags.append(f'-DFASTRNN_CUDA_ARCH_LIST="{arch_list}"')  # for fastrnn.info
     sources += sorted(glob.glob("csrc/cuda/*.cu") + glob.glob("csrc/ops/cuda/*.cpp"))
     return CUDAExtension(
         "fastrnn._C",
@@ -50,4 +52,12 @@ def extension():
     )
 
 
-setup(ext_modules=[extension()], cmdclass={"build_ext": BuildExtension})
+def requirements() -> list[str]:
+    # The extension links libtorch's C++ API, which has no stable ABI across torch's minor
+    # releases: a build runs only with the torch minor version it was compiled against.
+    major, minor = torch.__version__.split(".")[:2]
+    return [f"torch=={major}.{minor}.*", "numpy"]
+
+
+setup(ext_modules=[extension()], cmdclass={"build_ext": BuildExtension},
+      install_requires=requirements())

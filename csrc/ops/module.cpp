@@ -3,11 +3,16 @@
 // dispatch came out, for fastrnn.info and the tests, and bind the modules' inference fast path.
 #include <torch/extension.h>
 
+#include <torch/version.h>
+
 #include <string>
 
 #include "cpu/blas.h"
 #include "cpu/isa.h"
 #include "ops/fast_path.h"
+#ifdef FASTRNN_WITH_CUDA
+#include "cuda/build_info.h"
+#endif
 
 namespace {
 
@@ -50,6 +55,49 @@ at::Tensor cpu_activation(const std::string& activation, const std::string& isa_
   return y;
 }
 
+// How this extension was built, as the compilers saw it (so it cannot drift from the binary):
+// the C++ compiler, the torch headers, OpenMP, sanitizers, and for CUDA builds nvcc's version,
+// the architectures nvcc compiled and the TORCH_CUDA_ARCH_LIST setup.py passed.
+pybind11::dict build_info() {
+  pybind11::dict info;
+#if defined(__clang__)
+  info["compiler"] = std::string("clang ") + __clang_version__;
+#elif defined(__GNUC__)
+  info["compiler"] = std::string("gcc ") + __VERSION__;
+#else
+  info["compiler"] = std::string("unknown");
+#endif
+  info["cplusplus"] = static_cast<long>(__cplusplus);
+  info["torch"] = std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) +
+                  "." + std::to_string(TORCH_VERSION_PATCH);
+#ifdef _OPENMP
+  info["openmp"] = static_cast<long>(_OPENMP);
+#else
+  info["openmp"] = pybind11::none();
+#endif
+  pybind11::list sanitizers;  // gcc and clang >= 17 define this; UBSan has no such macro
+#ifdef __SANITIZE_ADDRESS__
+  sanitizers.append("address");
+#endif
+  info["sanitizers"] = sanitizers;
+#ifdef FASTRNN_WITH_CUDA
+  info["cuda"] = true;
+  info["nvcc"] = std::string(fastrnn::cuda::nvcc_version());
+  info["cuda_archs_compiled"] = std::string(fastrnn::cuda::compiled_archs());
+#ifdef FASTRNN_CUDA_ARCH_LIST
+  info["cuda_arch_list"] = std::string(FASTRNN_CUDA_ARCH_LIST);
+#else
+  info["cuda_arch_list"] = pybind11::none();
+#endif
+#else
+  info["cuda"] = false;
+  info["nvcc"] = pybind11::none();
+  info["cuda_archs_compiled"] = pybind11::none();
+  info["cuda_arch_list"] = pybind11::none();
+#endif
+  return info;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -74,6 +122,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     return false;
 #endif
   });
+  m.def("build_info", &build_info,
+        "How the extension was built: compilers, torch headers, OpenMP, sanitizers, CUDA archs.");
   m.def("cpu_activation", &cpu_activation, "Vector-math activation of one instruction set.");
   m.def("forward_fast", &fastrnn::ops::forward_fast,
         "The modules' inference fast path on CPU (a whole stack, no autograd), or None.");
