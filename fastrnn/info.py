@@ -95,6 +95,7 @@ def collect() -> dict[str, Any]:
         "cpu_isa": _C.cpu_isa(),
         "cpu_isa_detected": _C.cpu_isa_detected(),
         "cpu_gemm": _C.cpu_gemm_backend(),
+        "cpu_bf16_products": _C.cpu_bf16_products(),
         "cpu_threads": torch.get_num_threads(),
         "backends": {"cpu": cpu, "cuda": _cuda_backend(build)},
     }
@@ -120,6 +121,7 @@ def _text(info: dict[str, Any]) -> str:
     lines += [
         f"cpu isa: {info['cpu_isa']} (detected: {info['cpu_isa_detected']})",
         f"cpu gemm: {info['cpu_gemm']}",
+        f"cpu bfloat16 products: {'avx512_bf16' if info['cpu_bf16_products'] else 'float32'}",
         f"cpu threads: {info['cpu_threads']}",
     ]
     for name, backend in info["backends"].items():

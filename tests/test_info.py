@@ -73,9 +73,13 @@ def test_cpu_isa_and_gemm(text):
     fields = _fields(text)
     assert fields["cpu isa"] == f"{_C.cpu_isa()} (detected: {_C.cpu_isa_detected()})"
     assert fields["cpu gemm"] == _C.cpu_gemm_backend()
+    assert fields["cpu bfloat16 products"] == ("avx512_bf16" if _C.cpu_bf16_products()
+                                               else "float32")
     # the instruction set *in use*: lowering it through the environment shows
     lowered = _fields(_run_info(env={"FASTRNN_CPU_ISA": "baseline"}))
     assert lowered["cpu isa"] == f"baseline (detected: {_C.cpu_isa_detected()})"
+    assert lowered["cpu bfloat16 products"] == "float32"
+    assert _fields(_run_info(env={"FASTRNN_CPU_BF16": "0"}))["cpu bfloat16 products"] == "float32"
 
 
 def test_cuda_build_fields(text, info):
