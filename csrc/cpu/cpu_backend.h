@@ -12,8 +12,11 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
+#include <mutex>
 #include <tuple>
 #include <type_traits>
+#include <vector>
 
 #include "cpu/blas.h"
 #include "cpu/isa.h"
@@ -304,7 +307,7 @@ class CpuBackend {
     const int64_t inner = P + (w.input_in_steps ? w.input_size : 0);
     const int64_t flops_per_panel =
         2 * std::max<int64_t>(1, w.rows) * inner * w.panels.units * gate_count(kCell);
-    const int threads = threads_for(w.panels.count, flops_per_panel, steps);
+    const int threads = threads_for(w.panels.count, flops_per_panel);
     if (threads <= 1) {
       for (int64_t s = 0; s < steps; ++s) run_share(s, 0, w.panels.count);
       return;
@@ -336,7 +339,45 @@ class CpuBackend {
     g.col_begin = c0;
     g.col_end = c1;
     g.accumulate = accumulate;
-    if (rows > 0 && c1 > c0) kernels_.hidden_grad(g);
+    if (rows <= 0 || c1 <= c0) return;
+    if constexpr (std::is_same_v<T, float>) {
+      if (bf16_products_) {
+        // W_hh in bfloat16 pairs of rows, packed once per call by whichever thread gets here
+        // first (the others wait); dgates rounded by each thread into its own buffer (a few
+        // microseconds a step, no barrier).
+        std::call_once(backward_bf16_->once, [&] { pack_bf16_rows(w_hh, G, P); });
+        if (backward_bf16_->source == w_hh) {
+          const int64_t ld = G + G % 2;
+          thread_local std::vector<uint16_t> rounded;
+          if (static_cast<int64_t>(rounded.size()) < rows * ld) rounded.resize(rows * ld);
+          for (int64_t r = 0; r < rows; ++r) {
+            kernels_.to_bf16(dgates.row(r), rounded.data() + r * ld, G);
+            if (G % 2 != 0) rounded[r * ld + G] = 0;
+          }
+          g.dgates_bf16 = {rounded.data(), ld};
+          g.w_bf16 = static_cast<const uint16_t*>(backward_bf16_->packed.data_ptr());
+        }
+      }
+    }
+    kernels_.hidden_grad(g);
+  }
+
+  // W_hh [G, P] into bfloat16 pairs of rows, [ceil(G / 2)][P][2] (HiddenGradStep::w_bf16).
+  void pack_bf16_rows(const T* w_hh, int64_t G, int64_t P) const {
+    const int64_t pairs = (G + 1) / 2;
+    at::Tensor packed = scratch<uint16_t>(pairs * P * 2);
+    uint16_t* out = static_cast<uint16_t*>(packed.data_ptr());
+    for (int64_t q = 0; q < pairs; ++q) {
+      for (int64_t c = 0; c < P; ++c) {
+        for (int64_t j = 0; j < 2; ++j) {
+          const int64_t k = 2 * q + j;
+          out[(q * P + c) * 2 + j] =
+              k < G ? c10::detail::round_to_nearest_even(static_cast<float>(w_hh[k * P + c])) : 0;
+        }
+      }
+    }
+    backward_bf16_->packed = packed;
+    backward_bf16_->source = w_hh;
   }
 
   // The backward iterations [k0, k1) in one parallel region: each thread owns a range of hidden
@@ -407,24 +448,25 @@ class CpuBackend {
     }
   }
 
-  // Threads for `panels` panels of `flops_per_panel` each per step, over `steps` steps: at most
-  // torch's intra-op count (and one inside another parallel region), few enough that each
-  // thread's share of a step is worth a barrier (about 0.1 MFLOP, a few microseconds) and its
-  // share of the whole region worth waking a thread (about 0.5 MFLOP: a single small step, as
-  // in streaming, runs on the calling thread rather than wait for another).
-  static int threads_for(int64_t panels, int64_t flops_per_panel, int64_t steps = 1 << 20) {
+  // Threads for `panels` panels of `flops_per_panel` each per step: at most torch's intra-op
+  // count (and one inside another parallel region), and few enough that each thread's share is
+  // worth a barrier (about 0.1 MFLOP, a few microseconds).
+  static int threads_for(int64_t panels, int64_t flops_per_panel) {
     if (at::in_parallel_region()) return 1;
-    constexpr int64_t kMinFlopsPerThread = 100000, kMinFlopsPerRegion = 500000;
-    const int64_t step_flops = panels * flops_per_panel;
-    const int64_t by_step = std::max<int64_t>(1, step_flops / kMinFlopsPerThread);
-    const double region_flops = static_cast<double>(steps) * static_cast<double>(step_flops);
-    const int64_t by_region =
-        static_cast<int64_t>(std::clamp(region_flops / kMinFlopsPerRegion, 1.0, 1024.0));
-    return static_cast<int>(std::min<int64_t>({at::get_num_threads(), panels, by_step, by_region}));
+    constexpr int64_t kMinFlopsPerThread = 100000;
+    const int64_t by_work = std::max<int64_t>(1, panels * flops_per_panel / kMinFlopsPerThread);
+    return static_cast<int>(std::min<int64_t>({at::get_num_threads(), panels, by_work}));
   }
 
   const StepKernels<T>& kernels_ = step_kernels<T>();
   bool bf16_products_ = false;
+  // The bfloat16 W_hh of a backward call (hidden_grad): one backend serves one layer call.
+  struct BackwardBf16 {
+    std::once_flag once;
+    at::Tensor packed;
+    const T* source = nullptr;
+  };
+  std::shared_ptr<BackwardBf16> backward_bf16_ = std::make_shared<BackwardBf16>();
 };
 
 }  // namespace fastrnn::cpu

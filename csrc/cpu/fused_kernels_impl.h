@@ -91,7 +91,8 @@ inline void panel_product(Rows<const T> h_prev, int64_t rows, const T* panel, in
 // units).
 template <int MR, int NV>
 inline void accumulate_tile_bf16(const uint16_t* a, int64_t lda, const uint16_t* b, int64_t ldb,
-                                 int64_t pairs, VecF (&acc)[MR][NV]) {
+                                 int64_t pairs, VecF (&acc)[MR][NV], int last = 16) {
+  const __mmask16 last_mask = VecF::first(last);  // the last vector's columns (b not read past)
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r) {
 #pragma GCC unroll 16
@@ -101,7 +102,8 @@ inline void accumulate_tile_bf16(const uint16_t* a, int64_t lda, const uint16_t*
     const uint16_t* row = b + q * ldb;
     __m512bh bv[NV];
 #pragma GCC unroll 16
-    for (int v = 0; v < NV; ++v) bv[v] = (__m512bh)_mm512_loadu_si512(row + v * 32);
+    for (int v = 0; v < NV - 1; ++v) bv[v] = (__m512bh)_mm512_loadu_si512(row + v * 32);
+    bv[NV - 1] = (__m512bh)_mm512_maskz_loadu_epi32(last_mask, row + (NV - 1) * 32);
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
       int32_t pair;
@@ -328,7 +330,8 @@ void rnn_fused_forward(const FusedForwardStep<RnnForwardStep<T>, T>& f) {
 }
 
 // The recurrent half of a backward step, for the output columns [col_begin, col_end):
-// dh (+)= dgates [rows, inner] times W_hh [inner, ldw] (W_hh as stored: row k is gate row k).
+// dh (+)= dgates [rows, inner] times W_hh [inner, ldw] (W_hh as stored: row k is gate row k),
+// or with the bfloat16 operands when g.w_bf16 is set.
 template <class V, class T>
 void hidden_grad(const HiddenGradStep<T>& g) {
   constexpr int NV = 4;
@@ -340,6 +343,18 @@ void hidden_grad(const HiddenGradStep<T>& g) {
       const int last = static_cast<int>(width - (NVT - 1) * V::kWidth);
       for_each_tile<tile_rows<V, NV>()>(g.rows, [&]<int TR>(int64_t r0) {
         V acc[TR][NVT];
+#ifdef FASTRNN_BF16_PRODUCTS
+        if constexpr (std::is_same_v<V, VecF>) {
+          if (g.w_bf16 != nullptr) {
+            accumulate_tile_bf16<TR, NVT>(g.dgates_bf16.row(r0), g.dgates_bf16.ld,
+                                          g.w_bf16 + 2 * c, 2 * g.ldw, (g.inner + 1) / 2, acc,
+                                          last);
+          } else {
+            accumulate_tile<V, TR, NVT>(g.dgates.row(r0), g.dgates.ld, g.w + c, g.ldw, g.inner,
+                                        last, acc);
+          }
+        } else
+#endif
         accumulate_tile<V, TR, NVT>(g.dgates.row(r0), g.dgates.ld, g.w + c, g.ldw, g.inner, last,
                                     acc);
 #pragma GCC unroll 16

@@ -90,6 +90,10 @@ struct HiddenGradStep {
   Rows<T> dh;                   // [rows, P]
   int64_t col_begin = 0, col_end = 0;
   bool accumulate = false;      // add to dh (the GRU's direct part) instead of overwriting it
+  // bfloat16 products (Panels::bf16's conditions): dgates rounded to bfloat16 (row length even,
+  // a missing k = G zero) and W_hh in pairs of rows, [ceil(G / 2)][P][2]; w_bf16 null: float.
+  Rows<const uint16_t> dgates_bf16;
+  const uint16_t* w_bf16 = nullptr;
 };
 
 // Elementwise activations of the vector math, exposed so tests can check every instruction
