@@ -54,3 +54,17 @@ def test_profiler_names_fastrnn_ops(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "fastrnn::gru_forward" in out and "fastrnn::gru_backward" in out
     assert "fastrnn::gru_forward" in trace.read_text()
+
+
+def test_tokens_compares_packed_with_padded(capsys):
+    from benchmarks import tokens
+
+    tokens.main(["--set", "smoke", "--repeats", "1", "--threads", "1"])
+    rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| ") and not line.startswith("| cell")]
+    assert [r[0].strip() for r in rows] == ["LSTM", "GRU", "RNN"]
+    for _, _, padded, packed, fraction, ratio in rows:
+        assert float(padded) > 0 and float(packed) > 0
+        assert 0.5 <= float(fraction) < 1  # lengths uniform in [T/2, T], not all T
+        expected = float(packed) / (float(padded) * float(fraction))
+        assert abs(float(ratio) - expected) < 0.05 * expected  # the table rounds the times
