@@ -68,3 +68,19 @@ def test_tokens_compares_packed_with_padded(capsys):
         assert 0.5 <= float(fraction) < 1  # lengths uniform in [T/2, T], not all T
         expected = float(packed) / (float(padded) * float(fraction))
         assert abs(float(ratio) - expected) < 0.05 * expected  # the table rounds the times
+
+
+def test_threads_times_one_and_many_threads(capsys):
+    from benchmarks import threads
+
+    before = torch.get_num_threads()
+    threads.main(["--sets", "smoke", "--min-batch", "1", "--repeats", "1", "--threads", "2"])
+    assert torch.get_num_threads() == 2
+    torch.set_num_threads(before)
+    rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| smoke")]
+    assert len(rows) == 6  # 3 cells x inference, training
+    for *_, one, many, speedup in rows:
+        assert float(one) > 0 and float(many) > 0
+        expected = float(one) / float(many)
+        assert abs(float(speedup.strip().rstrip("x")) - expected) < 0.05 * expected + 0.01

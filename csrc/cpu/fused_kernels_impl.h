@@ -85,13 +85,10 @@ inline void panel_product(Rows<const T> h_prev, int64_t rows, const T* panel, in
 }
 
 #ifdef FASTRNN_BF16_PRODUCTS
-// acc[r][v] = sum over the pairs q < pairs of a's pair (a[r * lda + 2q], a[r * lda + 2q + 1])
-// dotted with b's pairs at b[q * ldb + (v * 16 + lane) * 2 ..], in float32 (vdpbf16ps): the
-// bfloat16 form of accumulate_tile (Panels::bf16 layout; lda even, so pairs are 32-bit aligned
-// units).
-template <int MR, int NV>
-inline void accumulate_tile_bf16(const uint16_t* a, int64_t lda, const uint16_t* b, int64_t ldb,
-                                 int64_t pairs, VecF (&acc)[MR][NV], int last = 16) {
+// accumulate_tile_bf16 below, with the last vector's load masked or not.
+template <int MR, int NV, bool kMaskLast>
+inline void accumulate_tile_bf16_impl(const uint16_t* a, int64_t lda, const uint16_t* b,
+                                      int64_t ldb, int64_t pairs, VecF (&acc)[MR][NV], int last) {
   const __mmask16 last_mask = VecF::first(last);  // the last vector's columns (b not read past)
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r) {
@@ -102,8 +99,11 @@ inline void accumulate_tile_bf16(const uint16_t* a, int64_t lda, const uint16_t*
     const uint16_t* row = b + q * ldb;
     __m512bh bv[NV];
 #pragma GCC unroll 16
-    for (int v = 0; v < NV - 1; ++v) bv[v] = (__m512bh)_mm512_loadu_si512(row + v * 32);
-    bv[NV - 1] = (__m512bh)_mm512_maskz_loadu_epi32(last_mask, row + (NV - 1) * 32);
+    for (int v = 0; v < NV; ++v) {
+      bv[v] = kMaskLast && v == NV - 1
+                  ? (__m512bh)_mm512_maskz_loadu_epi32(last_mask, row + v * 32)
+                  : (__m512bh)_mm512_loadu_si512(row + v * 32);
+    }
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
       int32_t pair;
@@ -112,6 +112,20 @@ inline void accumulate_tile_bf16(const uint16_t* a, int64_t lda, const uint16_t*
 #pragma GCC unroll 16
       for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_dpbf16_ps(acc[r][v].v, broadcast, bv[v]);
     }
+  }
+}
+
+// acc[r][v] = sum over the pairs q < pairs of a's pair (a[r * lda + 2q], a[r * lda + 2q + 1])
+// dotted with b's pairs at b[q * ldb + (v * 16 + lane) * 2 ..], in float32 (vdpbf16ps): the
+// bfloat16 form of accumulate_tile (Panels::bf16 layout; lda even, so pairs are 32-bit aligned
+// units). The last of the NV vectors holds `last` columns (b is not read past them).
+template <int MR, int NV>
+inline void accumulate_tile_bf16(const uint16_t* a, int64_t lda, const uint16_t* b, int64_t ldb,
+                                 int64_t pairs, VecF (&acc)[MR][NV], int last = 16) {
+  if (last == 16) {
+    accumulate_tile_bf16_impl<MR, NV, false>(a, lda, b, ldb, pairs, acc, last);
+  } else {
+    accumulate_tile_bf16_impl<MR, NV, true>(a, lda, b, ldb, pairs, acc, last);
   }
 }
 
