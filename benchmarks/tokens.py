@@ -39,8 +39,7 @@ def main(argv: list[str] | None = None) -> None:
             times = alternate_medians(runners, args.repeats, args.threads)
             fraction = packed.tokens / (case.steps * case.batch)
             ratio = times["packed"] / (times["padded"] * fraction)
-            shape = f"T{case.steps} B{case.batch} I{case.input_size} H{case.hidden}"
-            print(f"| {cell} | {shape} | {times['padded'] * 1e3:.3f} | {times['packed'] * 1e3:.3f} "
+            print(f"| {cell} | {case.label} | {times['padded'] * 1e3:.3f} | {times['packed'] * 1e3:.3f} "
                   f"| {fraction:.3f} | {ratio:.3f} |")
 
 
