@@ -22,6 +22,7 @@
 #include "cpu/isa.h"
 #include "fastrnn/cells.h"
 #include "fastrnn/debug.h"
+#include "ops/recurrence.h"
 
 namespace fastrnn::cpu {
 
@@ -39,7 +40,9 @@ class CpuBackend {
   CpuBackend() = default;
   // `bf16_call`: the call's tensors are bfloat16 (computed here in float32): the fused forward
   // steps may run their recurrent products in bfloat16 (Panels::bf16) where the CPU can.
-  explicit CpuBackend(bool bf16_call) : bf16_products_(bf16_call && kernels_.bf16_products) {}
+  explicit CpuBackend(bool bf16_call) : bf16_products_(bf16_call && kernels_.bf16_products) {
+    if (bf16_products_) backward_bf16_ = std::make_shared<BackwardBf16>();
+  }
 
   // bfloat16 calls (bf16_products_) run GEMMs of at least this many multiply-adds in bfloat16.
   static constexpr int64_t kBf16GemmMinMacs = int64_t(1) << 20;
@@ -111,14 +114,8 @@ class CpuBackend {
 
   // Column sums of a [rows, cols] matrix into (or added to) out, with torch's reduction.
   void sum_rows(const T* matrix, int64_t rows, int64_t cols, T* out, bool accumulate) const {
-    const auto options = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
-    at::Tensor result = at::from_blob(out, {cols}, options);
-    const at::Tensor m = at::from_blob(const_cast<T*>(matrix), {rows, cols}, options);
-    if (accumulate) {
-      result.add_(m.sum(0));
-    } else {
-      at::sum_out(result, m, {0});
-    }
+    ops::torch_sum_rows(at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value), matrix,
+                        rows, cols, out, accumulate);
   }
 
   void step(const LstmForwardStep<T>& s) const { run(kernels_.lstm_forward, s); }
@@ -176,48 +173,49 @@ class CpuBackend {
     fused.holder = scratch<T>(p.count * p.stride);
     T* out = static_cast<T*>(fused.holder.data_ptr());
     p.data = out;
-    const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(1, p.stride));
-    at::parallel_for(0, p.count, grain, [&](int64_t begin, int64_t end) {
-      for (int64_t panel = begin; panel < end; ++panel) {
-        for (int64_t sub = 0; sub < p.units / width; ++sub) {
-          for (int64_t gate = 0; gate < gates; ++gate) {
-            for (int64_t lane = 0; lane < width; ++lane) {
-              const int64_t unit = panel * p.units + sub * width + lane;
-              const T* source = unit < H ? w.w_hh + (gate * H + unit) * P : nullptr;
-              T* dest = out + panel * p.stride + (sub * gates + gate) * width + lane;
-              const int64_t row = p.units * gates;  // elements per k
-              for (int64_t k = 0; k < P; ++k) dest[k * row] = source ? source[k] : T(0);
-            }
-          }
-        }
-      }
+    const int64_t columns = p.units * gates;  // elements per k
+    for_each_panel_column<kCell>(w, p, p.stride, [&](int64_t panel, int64_t column, const T* row) {
+      T* dest = out + panel * p.stride + column;
+      for (int64_t k = 0; k < P; ++k) dest[k * columns] = row ? row[k] : T(0);
     });
     return fused;
   }
 
-  // W_hh into Panels::bf16 (step_kernels.h), rounded to bfloat16 (exact for bfloat16 calls).
-  template <CellKind kCell, class Weights>
-  void pack_bf16_panels(const Weights& w, Panels<T>& p, at::Tensor& holder) const {
+  // put(panel, column, row) for every column of every panel (the Panels column order,
+  // [sub-block][gate][lane]), with `row` the W_hh row that column holds (null for units past
+  // H), in parallel over the panels (`panel_elements` each).
+  template <CellKind kCell, class Weights, class Put>
+  void for_each_panel_column(const Weights& w, const Panels<T>& p, int64_t panel_elements,
+                             const Put& put) const {
     const int64_t gates = gate_count(kCell), H = w.hidden_size, P = w.output_size();
-    const int64_t width = kernels_.vector_width, pairs = (P + 1) / 2;
-    const int64_t columns = p.units * gates;  // per panel, [sub][gate][lane]
-    p.bf16_stride = pairs * columns * 2;
-    holder = scratch<uint16_t>(p.count * p.bf16_stride);
-    uint16_t* out = static_cast<uint16_t*>(holder.data_ptr());
-    p.bf16 = out;
-    const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(1, p.bf16_stride));
+    const int64_t width = kernels_.vector_width, columns = p.units * gates;
+    const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(1, panel_elements));
     at::parallel_for(0, p.count, grain, [&](int64_t begin, int64_t end) {
       for (int64_t panel = begin; panel < end; ++panel) {
         for (int64_t column = 0; column < columns; ++column) {
           const int64_t sub = column / (gates * width), gate = column / width % gates;
           const int64_t unit = panel * p.units + sub * width + column % width;
-          const T* source = unit < H ? w.w_hh + (gate * H + unit) * P : nullptr;
-          uint16_t* dest = out + panel * p.bf16_stride + column * 2;
-          for (int64_t k = 0; k < 2 * pairs; ++k) {
-            const float value = source != nullptr && k < P ? static_cast<float>(source[k]) : 0.0f;
-            dest[(k / 2) * columns * 2 + k % 2] = c10::detail::round_to_nearest_even(value);
-          }
+          put(panel, column, unit < H ? w.w_hh + (gate * H + unit) * P : nullptr);
         }
+      }
+    });
+  }
+
+  // W_hh into Panels::bf16 (step_kernels.h), rounded to bfloat16 (exact for bfloat16 calls).
+  template <CellKind kCell, class Weights>
+  void pack_bf16_panels(const Weights& w, Panels<T>& p, at::Tensor& holder) const {
+    const int64_t P = w.output_size(), pairs = (P + 1) / 2;
+    const int64_t columns = p.units * gate_count(kCell);
+    p.bf16_stride = pairs * columns * 2;
+    holder = scratch<uint16_t>(p.count * p.bf16_stride);
+    uint16_t* out = static_cast<uint16_t*>(holder.data_ptr());
+    p.bf16 = out;
+    for_each_panel_column<kCell>(w, p, p.bf16_stride, [&](int64_t panel, int64_t column,
+                                                          const T* row) {
+      uint16_t* dest = out + panel * p.bf16_stride + column * 2;
+      for (int64_t k = 0; k < 2 * pairs; ++k) {
+        const float value = row != nullptr && k < P ? static_cast<float>(row[k]) : 0.0f;
+        dest[(k / 2) * columns * 2 + k % 2] = c10::detail::round_to_nearest_even(value);
       }
     });
   }
@@ -463,12 +461,13 @@ class CpuBackend {
   const StepKernels<T>& kernels_ = step_kernels<T>();
   bool bf16_products_ = false;
   // The bfloat16 W_hh of a backward call (hidden_grad): one backend serves one layer call.
+  // Only bf16_products_ backends have one.
   struct BackwardBf16 {
     std::once_flag once;
     at::Tensor packed;
     const T* source = nullptr;
   };
-  std::shared_ptr<BackwardBf16> backward_bf16_ = std::make_shared<BackwardBf16>();
+  std::shared_ptr<BackwardBf16> backward_bf16_;
 };
 
 }  // namespace fastrnn::cpu

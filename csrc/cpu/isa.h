@@ -12,8 +12,9 @@ enum class Isa : int { kBaseline = 0, kAvx2 = 1, kAvx512 = 2 };
 Isa detected_isa();  // what this CPU supports
 Isa active_isa();    // what the kernels use
 const char* isa_name(Isa isa);
-// Whether bfloat16 calls use the AVX512_BF16 products (Panels::bf16): the CPU has AVX512_BF16
-// and FASTRNN_CPU_BF16 is not 0.
+// Whether the AVX-512 kernels may use the AVX512_BF16 products (Panels::bf16): the CPU has
+// AVX512_BF16 and FASTRNN_CPU_BF16 is not 0. Whether bfloat16 calls use them is
+// step_kernels<float>().bf16_products (the active instruction set's table).
 bool bf16_products_enabled();
 
 // The step kernels of the active instruction set (double: always baseline).

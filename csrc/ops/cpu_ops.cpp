@@ -50,7 +50,7 @@ void copy_into(const at::Tensor& destination, const at::Tensor& source) {
 // about 2.5x the float32 GEMM rate), rounded to bfloat16 like theirs. Undefined otherwise.
 at::Tensor bf16_projection(const LayerCall& call) {
   const bool wanted = call.input.scalar_type() == at::kBFloat16 && call.sizes.batch > 1 &&
-                      cpu::bf16_products_enabled() && cpu::active_isa() == cpu::Isa::kAvx512;
+                      cpu::step_kernels<float>().bf16_products;
   if (!wanted || call.input.numel() == 0) return at::Tensor();
   return at::mm(call.input.reshape({-1, call.sizes.input}), call.w_ih.t());
 }

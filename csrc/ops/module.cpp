@@ -108,10 +108,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         [] { return std::string(fastrnn::cpu::isa_name(fastrnn::cpu::detected_isa())); },
         "Best instruction set this CPU supports.");
   m.def("cpu_bf16_products",
-        [] {
-          return fastrnn::cpu::active_isa() == fastrnn::cpu::Isa::kAvx512 &&
-                 fastrnn::cpu::bf16_products_enabled();
-        },
+        [] { return fastrnn::cpu::step_kernels<float>().bf16_products; },
         "Whether bfloat16 calls run their recurrent products in bfloat16 (AVX512_BF16).");
   m.def("cpu_gemm_backend", [] { return std::string(fastrnn::cpu::gemm_backend()); },
         "GEMM inside the CPU step loop: 'blas' (libtorch's Fortran BLAS) or 'aten'.");

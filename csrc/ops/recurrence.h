@@ -221,6 +221,20 @@ void step_with_previous(const Backend& backend, const Step& step, Rows<const U> 
 
 }  // namespace detail
 
+// Column sums of a [rows, cols] matrix into (or added to) out [cols], by torch's reduction, for
+// a backend's sum_rows; `options` give the matrix's dtype and device.
+template <class T>
+void torch_sum_rows(const at::TensorOptions& options, const T* matrix, int64_t rows, int64_t cols,
+                    T* out, bool accumulate) {
+  at::Tensor result = at::from_blob(out, {cols}, options);
+  const at::Tensor m = at::from_blob(const_cast<T*>(matrix), {rows, cols}, options);
+  if (accumulate) {
+    result.add_(m.sum(0));
+  } else {
+    at::sum_out(result, m, {0});
+  }
+}
+
 // The recurrent product of one forward step followed by the cell's step kernel, as separate
 // calls: the generic Backend::forward_step (the CPU backend fuses the two). `step` is the
 // cell's step with its x W_ih^T rows; h_prev [rows, P] is the state entering the step;

@@ -114,16 +114,8 @@ class CudaBackend {
     C10_CUDA_CHECK(cuda::add(out, a, b, n, stream_));
   }
 
-  // Column sums of a [rows, cols] matrix into (or added to) out, by torch's reduction.
   void sum_rows(const T* matrix, int64_t rows, int64_t cols, T* out, bool accumulate) const {
-    const auto options = options_.dtype(scalar_type_of<T>());
-    at::Tensor result = at::from_blob(out, {cols}, options);
-    const at::Tensor m = at::from_blob(const_cast<T*>(matrix), {rows, cols}, options);
-    if (accumulate) {
-      result.add_(m.sum(0));
-    } else {
-      at::sum_out(result, m, {0});
-    }
+    torch_sum_rows(options_.dtype(scalar_type_of<T>()), matrix, rows, cols, out, accumulate);
   }
 
   template <class Step>
