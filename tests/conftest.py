@@ -18,6 +18,15 @@ def _seed_global_rng(request):
     torch.manual_seed(zlib.crc32(request.node.nodeid.encode()) ^ 0x5EED)
 
 
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    """Tests that call torch.set_num_threads leave the next test torch's thread count as they
+    found it."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def generator(request) -> torch.Generator:
     """A generator seeded from the test's id: fresh data for every test, reproducible."""

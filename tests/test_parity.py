@@ -9,7 +9,8 @@ import torch
 
 import fastrnn
 
-from utils import MODES, assert_results_close, make_pair, randn, run_with_grads
+from utils import (MODES, TOLERANCES, assert_results_close, make_pair, randn,
+                   run_with_grads)
 
 INPUT, HIDDEN, STEPS, BATCH = 5, 19, 5, 3  # HIDDEN 19: full SIMD blocks plus a masked tail
 
@@ -54,6 +55,32 @@ def test_threaded_steps_match_torch(mode, generator):
     expected = run_with_grads(reference, x, None, grad_output, grad_state)
     actual = run_with_grads(fast, x, None, grad_output, grad_state)
     assert_results_close(actual, expected, torch.float32)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["fp64", "fp32"])
+@pytest.mark.parametrize("batch", [4, 5, 13, 32])
+@pytest.mark.parametrize("mode", MODES)
+def test_steps_with_input_projection_match_torch(mode, batch, dtype, threads, generator):
+    """Steps of 4 or more rows compute x W_ih^T in the step kernel, from W_ih packed like W_hh
+    (cpu_backend.h, kFusedInputRows): batches at the bar and past it, whose tiles of rows
+    split unevenly (5, 13, 32), an input size with a masked tail in both layers of a
+    bidirectional stack, and the threaded split of the panels."""
+    torch.set_num_threads(threads)
+    input_size, hidden = 21, 37
+    reference, fast = make_pair(mode, input_size, hidden, 2, bidirectional=True, dtype=dtype)
+    x = randn(generator, STEPS, batch, input_size, dtype=dtype)
+    n_states = 2 if mode == "LSTM" else 1
+    states = tuple(randn(generator, 4, batch, hidden, dtype=dtype) for _ in range(n_states))
+    hx = states if mode == "LSTM" else states[0]
+    grad_output = randn(generator, STEPS, batch, 2 * hidden, dtype=dtype)
+    grad_state = [randn(generator, 4, batch, hidden, dtype=dtype) for _ in range(n_states)]
+    expected = run_with_grads(reference, x, hx, grad_output, grad_state)
+    actual = run_with_grads(fast, x, hx, grad_output, grad_state)
+    assert_results_close(actual, expected, dtype)
+    with torch.no_grad():  # inference: the pre-activations live in a scratch chunk, not the workspace
+        output, _ = fast(x, hx)
+    torch.testing.assert_close(output, expected["output"], **TOLERANCES[dtype])
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -142,17 +169,19 @@ def test_packed_sequence_matches_torch(mode, bidirectional, enforce_sorted, gene
         torch.testing.assert_close(actual, expected, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("batch", [BATCH, 6], ids=["input_gemm", "input_in_steps"])
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 @pytest.mark.parametrize("num_layers", [1, 2])
-def test_lstm_projection_matches_torch(num_layers, bidirectional, generator):
+def test_lstm_projection_matches_torch(num_layers, bidirectional, batch, generator):
+    """Batches of 3 take the input projection from a GEMM, of 6 from the step kernel."""
     dtype = torch.float64
     reference, fast = make_pair("LSTM", INPUT, HIDDEN, num_layers, bidirectional=bidirectional,
                                 proj_size=7, dtype=dtype)
     directions = 2 if bidirectional else 1
-    x = randn(generator, STEPS, BATCH, INPUT, dtype=dtype)
-    hx = (randn(generator, num_layers * directions, BATCH, 7, dtype=dtype),
-          randn(generator, num_layers * directions, BATCH, HIDDEN, dtype=dtype))
-    grad_output = randn(generator, STEPS, BATCH, 7 * directions, dtype=dtype)
+    x = randn(generator, STEPS, batch, INPUT, dtype=dtype)
+    hx = (randn(generator, num_layers * directions, batch, 7, dtype=dtype),
+          randn(generator, num_layers * directions, batch, HIDDEN, dtype=dtype))
+    grad_output = randn(generator, STEPS, batch, 7 * directions, dtype=dtype)
     grad_state = [randn(generator, *h.shape, dtype=dtype) for h in hx]
     expected = run_with_grads(reference, x, hx, grad_output, grad_state)
     actual = run_with_grads(fast, x, hx, grad_output, grad_state)

@@ -130,11 +130,13 @@ class CpuBackend {
     Panels<T> panels;
     int64_t rows = 0;   // the most rows a step has (the state's)
     bool input_in_steps = false;  // the steps compute x W_ih^T too (StepInput)
-    const T* w_ih = nullptr;
+    at::Tensor input_holder;      // owns W_ih's panels, when packed
+    const T* w_ih = nullptr;      // W_ih as stored, or its panels
     int64_t input_size = 0;
+    int64_t input_stride = 0;     // W_ih packed: elements per panel
 
     StepInput<T> input(Rows<const T> x) const {
-      return input_in_steps ? StepInput<T>{x, w_ih, input_size} : StepInput<T>{};
+      return input_in_steps ? StepInput<T>{x, w_ih, input_size, input_stride} : StepInput<T>{};
     }
   };
 
@@ -142,10 +144,20 @@ class CpuBackend {
   // packing pass per call over the reuse of each panel load by a tile of rows.
   static constexpr int64_t kNativeRows = 1;
 
+  // Packed steps of at least this many rows also compute x W_ih^T, from W_ih packed like W_hh
+  // (StepInput), instead of one CPU BLAS GEMM per chunk of steps: the micro-kernel runs at
+  // about 90% of the FMA peak where MKL's sgemm takes its AVX2 code on AMD cores, and the
+  // pre-activations no longer make a trip through memory. Measured on 2 cores, I = H = 512,
+  // T = 100, inference: LSTM B=64 130-132 ms vs 144-145 ms, GRU B=64 106 vs 118 ms, LSTM
+  // B=8 19.2 vs 20.8 ms. At 2 rows the GEMM's many rows still win (LSTM H=256: 2.1 vs 1.8 ms).
+  static constexpr int64_t kFusedInputRows = 4;
+
   // The fused steps' view of W_hh [gates * H, P]: as stored for steps of at most kNativeRows
   // rows, else packed into panels once per call (in parallel for big weights). A call of one
-  // such step also computes its input projection in the step kernel (StepInput). `w` is the
-  // driver's LayerWeights<T> (ops/recurrence.h).
+  // such step also computes its input projection in the step kernel (StepInput), as do steps
+  // of kFusedInputRows or more, from W_ih packed the same way (float32 and float64; bfloat16
+  // products take their input projection from one bfloat16 GEMM). `w` is the driver's
+  // LayerWeights<T> (ops/recurrence.h).
   template <CellKind kCell, class Weights>
   FusedWeights prepare_forward(const Weights& w, int64_t rows, int64_t steps) const {
     const int64_t gates = gate_count(kCell), H = w.hidden_size, P = w.output_size();
@@ -170,24 +182,43 @@ class CpuBackend {
       return fused;
     }
     p.stride = P * p.units * gates;
-    fused.holder = scratch<T>(p.count * p.stride);
-    T* out = static_cast<T*>(fused.holder.data_ptr());
-    p.data = out;
-    const int64_t columns = p.units * gates;  // elements per k
-    for_each_panel_column<kCell>(w, p, p.stride, [&](int64_t panel, int64_t column, const T* row) {
-      T* dest = out + panel * p.stride + column;
-      for (int64_t k = 0; k < P; ++k) dest[k * columns] = row ? row[k] : T(0);
-    });
+    p.data = pack_panels<kCell>(w.w_hh, P, p, fused.holder);
+    if (rows >= kFusedInputRows && w.input_size > 0) {
+      fused.input_in_steps = true;
+      fused.input_size = w.input_size;
+      fused.input_stride = w.input_size * p.units * gates;
+      fused.w_ih = pack_panels<kCell>(w.w_ih, w.input_size, p, fused.input_holder);
+    }
     return fused;
   }
 
+  // A [gates * H, inner] weight (W_hh or W_ih, as stored) packed into the layout of the panels
+  // p describes (Panels: `inner` rows of `units * gates` values per panel), in a buffer `holder`
+  // takes ownership of.
+  template <CellKind kCell>
+  const T* pack_panels(const T* weight, int64_t inner, const Panels<T>& p,
+                       at::Tensor& holder) const {
+    const int64_t columns = p.units * gate_count(kCell);  // elements per k
+    const int64_t stride = inner * columns;
+    holder = scratch<T>(p.count * stride);
+    T* out = static_cast<T*>(holder.data_ptr());
+    for_each_panel_column<kCell>(weight, inner, p, stride,
+                                 [&](int64_t panel, int64_t column, const T* row) {
+      T* dest = out + panel * stride + column;
+      for (int64_t k = 0; k < inner; ++k) dest[k * columns] = row ? row[k] : T(0);
+    });
+    return out;
+  }
+
   // put(panel, column, row) for every column of every panel (the Panels column order,
-  // [sub-block][gate][lane]), with `row` the W_hh row that column holds (null for units past
-  // H), in parallel over the panels (`panel_elements` each).
-  template <CellKind kCell, class Weights, class Put>
-  void for_each_panel_column(const Weights& w, const Panels<T>& p, int64_t panel_elements,
-                             const Put& put) const {
-    const int64_t gates = gate_count(kCell), H = w.hidden_size, P = w.output_size();
+  // [sub-block][gate][lane]), with `row` the row of `weight` ([gates * H, ld]) that column
+  // holds (null for units past H), in parallel over the panels (`panel_elements` each). A
+  // column at a time, each weight row is read in order: what the hardware prefetcher follows
+  // best (blocks of k across the columns measured slower in place, 32 or 128 at a time).
+  template <CellKind kCell, class Put>
+  void for_each_panel_column(const T* weight, int64_t ld, const Panels<T>& p,
+                             int64_t panel_elements, const Put& put) const {
+    const int64_t gates = gate_count(kCell), H = p.hidden;
     const int64_t width = kernels_.vector_width, columns = p.units * gates;
     const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(1, panel_elements));
     at::parallel_for(0, p.count, grain, [&](int64_t begin, int64_t end) {
@@ -195,7 +226,7 @@ class CpuBackend {
         for (int64_t column = 0; column < columns; ++column) {
           const int64_t sub = column / (gates * width), gate = column / width % gates;
           const int64_t unit = panel * p.units + sub * width + column % width;
-          put(panel, column, unit < H ? w.w_hh + (gate * H + unit) * P : nullptr);
+          put(panel, column, unit < H ? weight + (gate * H + unit) * ld : nullptr);
         }
       }
     });
@@ -210,8 +241,8 @@ class CpuBackend {
     holder = scratch<uint16_t>(p.count * p.bf16_stride);
     uint16_t* out = static_cast<uint16_t*>(holder.data_ptr());
     p.bf16 = out;
-    for_each_panel_column<kCell>(w, p, p.bf16_stride, [&](int64_t panel, int64_t column,
-                                                          const T* row) {
+    for_each_panel_column<kCell>(w.w_hh, P, p, p.bf16_stride,
+                                 [&](int64_t panel, int64_t column, const T* row) {
       uint16_t* dest = out + panel * p.bf16_stride + column * 2;
       for (int64_t k = 0; k < 2 * pairs; ++k) {
         const float value = row != nullptr && k < P ? static_cast<float>(row[k]) : 0.0f;
@@ -305,7 +336,8 @@ class CpuBackend {
     const int64_t inner = P + (w.input_in_steps ? w.input_size : 0);
     const int64_t flops_per_panel =
         2 * std::max<int64_t>(1, w.rows) * inner * w.panels.units * gate_count(kCell);
-    const int threads = threads_for(w.panels.count, flops_per_panel);
+    const int threads = threads_for(w.panels.count, flops_per_panel,
+                                    steps > 1 ? kMinFlopsPerThreadInSequence : kMinFlopsPerThread);
     if (threads <= 1) {
       for (int64_t s = 0; s < steps; ++s) run_share(s, 0, w.panels.count);
       return;
@@ -448,13 +480,20 @@ class CpuBackend {
 
   // Threads for `panels` panels of `flops_per_panel` each per step: at most torch's intra-op
   // count (and one inside another parallel region), and few enough that each thread's share is
-  // worth a barrier (about 50 kFLOP, half a microsecond or more; measured on 2 cores at B=1,
-  // T=100: LSTM H=128 0.32 ms on two threads vs 0.48-0.53 ms on one, with the 100 kFLOP bar
-  // that kept it on one).
-  static int threads_for(int64_t panels, int64_t flops_per_panel) {
+  // worth what splitting costs, `min_flops` a thread.
+  //  - kMinFlopsPerThread (50 kFLOP, half a microsecond or more): a single-step call (a fork
+  //    and a join per call) and backward (two barriers per step). Measured on 2 cores at B=1,
+  //    T=100: LSTM H=128 0.32 ms on two threads vs 0.48-0.53 ms on one at the earlier 100 kFLOP.
+  //  - kMinFlopsPerThreadInSequence (25 kFLOP): the forward steps of a sequence (one barrier a
+  //    step, the threads already forked). GRU H=128, B=1, T=100: 0.28 ms vs 0.38 ms at 50 kFLOP
+  //    (98 kFLOP a step kept it on one thread); no measured shape got slower. Single-step calls
+  //    showed no gain from it, and occasional spikes.
+  static constexpr int64_t kMinFlopsPerThread = 50000;
+  static constexpr int64_t kMinFlopsPerThreadInSequence = 25000;
+  static int threads_for(int64_t panels, int64_t flops_per_panel,
+                         int64_t min_flops = kMinFlopsPerThread) {
     if (at::in_parallel_region()) return 1;
-    constexpr int64_t kMinFlopsPerThread = 50000;
-    const int64_t by_work = std::max<int64_t>(1, panels * flops_per_panel / kMinFlopsPerThread);
+    const int64_t by_work = std::max<int64_t>(1, panels * flops_per_panel / min_flops);
     return static_cast<int>(std::min<int64_t>({at::get_num_threads(), panels, by_work}));
   }
 

@@ -11,7 +11,9 @@
 // such steps read W_hh as stored (Panels::packed false) and form each gate row's dot product
 // with h directly (row_dots: 16 rows at a time, reduced with one transpose_sum). A call of one
 // such step (streaming) also computes x W_ih^T here, in the same pass (StepInput), instead of a
-// separate GEMM call.
+// separate GEMM call. Steps of many rows compute x W_ih^T here too, with the same micro-kernel
+// on W_ih packed like W_hh (input_product), tile by tile into the pre-activation rows just
+// before the recurrent product's epilogue reads them.
 
 namespace fastrnn::cpu::FASTRNN_ISA {
 
@@ -54,19 +56,32 @@ inline void accumulate_tile(const T* a, int64_t lda, const T* b, int64_t ldb, in
   }
 }
 
-// Runs body.template operator()<mr>(r0) over the rows [0, rows) in tiles of MR rows, the last
-// tile with the rows that remain (each tile height is its own instantiation).
+// Runs body.template operator()<mr>(r0) over the rows [0, rows) in as few tiles as MR rows
+// allow, of heights that differ by at most one (32 rows: 6, 6, 5, 5, 5, 5 rather than five of 6
+// and one of 2, whose loads per FMA would be 2.5 times a full tile's). Each height is its own
+// instantiation.
 template <int MR, class Body>
 inline void for_each_tile(int64_t rows, Body&& body) {
-  int64_t r0 = 0;
-  for (; r0 + MR <= rows; r0 += MR) body.template operator()<MR>(r0);
-  if constexpr (MR > 1) {
-    const int64_t rest = rows - r0;
-    if (rest > 0) {
-      // Dispatch the remainder to a tile of exactly that height.
+  if constexpr (MR == 1) {
+    for (int64_t r0 = 0; r0 < rows; ++r0) body.template operator()<1>(r0);
+  } else {
+    const int64_t tiles = (rows + MR - 1) / MR;
+    if (tiles == 0) return;
+    const int64_t base = rows / tiles, taller = rows % tiles;  // `taller` tiles of base + 1
+    auto run = [&](int64_t height, int64_t r0) {
+      if (height == MR) {
+        body.template operator()<MR>(r0);
+        return;
+      }
       [&]<int... R>(std::integer_sequence<int, R...>) {
-        ((rest == R + 1 ? (body.template operator()<R + 1>(r0), 0) : 0), ...);
+        ((height == R + 1 ? (body.template operator()<R + 1>(r0), 0) : 0), ...);
       }(std::make_integer_sequence<int, MR - 1>{});
+    };
+    int64_t r0 = 0;
+    for (int64_t i = 0; i < tiles; ++i) {
+      const int64_t height = base + (i < taller ? 1 : 0);
+      run(height, r0);
+      r0 += height;
     }
   }
 }
@@ -215,11 +230,25 @@ inline void step_product(const Panels<T>& w, int64_t p, Rows<const T> h_prev,
   });
 }
 
-// x W_ih^T for the panel's units, into the step's pre-activation rows `pre`, when the step
+// x W_ih^T for panel p's units, into the step's pre-activation rows `pre`, when the step
 // computes its input projection (see StepInput); block(v) as for step_product.
 template <class V, int NV, class T, class Block>
-inline void input_product(const StepInput<T>& in, int64_t rows, Rows<T> pre, Block&& block) {
+inline void input_product(const StepInput<T>& in, int64_t p, int64_t rows, Rows<T> pre,
+                          Block&& block) {
   if (in.w_ih == nullptr) return;
+  if (in.stride > 0) {  // packed: the tiles go to pre (still in cache when the epilogue reads them)
+    panel_product<V, NV>(in.x, rows, in.w_ih + p * in.stride, in.size,
+                         [&]<int TR>(int64_t r0, V (&acc)[TR][NV]) {
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        const auto [first, n] = block(v);
+        if (n <= 0) continue;
+#pragma GCC unroll 16
+        for (int r = 0; r < TR; ++r) acc[r][v].store(pre.row(r0 + r) + first, n);
+      }
+    });
+    return;
+  }
 #pragma GCC unroll 4
   for (int v = 0; v < NV; ++v) {
     const auto [first, n] = block(v);
@@ -249,7 +278,7 @@ void lstm_fused_forward(const FusedForwardStep<LstmForwardStep<T>, T>& f) {
     const V bias_i = biases<V>(s.b_ih, s.b_hh, u, n), bias_f = biases<V>(s.b_ih, s.b_hh, H + u, n);
     const V bias_g = biases<V>(s.b_ih, s.b_hh, 2 * H + u, n);
     const V bias_o = biases<V>(s.b_ih, s.b_hh, 3 * H + u, n);
-    input_product<V, NV>(f.input, s.rows, s.gates, GateBlocks{H, u, n});
+    input_product<V, NV>(f.input, p, s.rows, s.gates, GateBlocks{H, u, n});
     step_product<V, NV>(f.w, p, f.h_prev, f.h_bf16, s.rows, GateBlocks{H, u, n}, [&]<int TR>(int64_t r0, V (&acc)[TR][NV]) {
 #pragma GCC unroll 16
       for (int r = 0; r < TR; ++r) {
@@ -288,7 +317,7 @@ void gru_fused_forward(const FusedForwardStep<GruForwardStep<T>, T>& f) {
     auto bias = [&](const T* b, int64_t offset) { return load_or_zero<V>(b ? b + offset : nullptr, n); };
     const V bx_r = bias(s.b_ih, u), bx_z = bias(s.b_ih, H + u), bx_n = bias(s.b_ih, 2 * H + u);
     const V bh_r = bias(s.b_hh, u), bh_z = bias(s.b_hh, H + u), bh_n = bias(s.b_hh, 2 * H + u);
-    input_product<V, NV>(f.input, s.rows, s.gates, GateBlocks{H, u, n});
+    input_product<V, NV>(f.input, p, s.rows, s.gates, GateBlocks{H, u, n});
     step_product<V, NV>(f.w, p, f.h_prev, f.h_bf16, s.rows, GateBlocks{H, u, n}, [&]<int TR>(int64_t r0, V (&acc)[TR][NV]) {
 #pragma GCC unroll 16
       for (int r = 0; r < TR; ++r) {
@@ -323,7 +352,7 @@ void rnn_fused_forward(const FusedForwardStep<RnnForwardStep<T>, T>& f) {
       const int64_t u = p * f.w.units + v * V::kWidth;
       return std::pair<int64_t, int>{u, static_cast<int>(std::min<int64_t>(V::kWidth, H - u))};
     };
-    input_product<V, NV>(f.input, s.rows, s.pre, block);
+    input_product<V, NV>(f.input, p, s.rows, s.pre, block);
     step_product<V, NV>(f.w, p, f.h_prev, f.h_bf16, s.rows, block, [&]<int TR>(int64_t r0, V (&acc)[TR][NV]) {
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) {

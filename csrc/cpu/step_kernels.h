@@ -54,14 +54,20 @@ struct Panels {
   int64_t stride = 0;  // packed: elements per panel, inner * units * gates
 };
 
-// The input projection of a step, when the fused step computes it too (single-step calls, where
-// a separate GEMM would be one more pass over W_ih and one more fork of the threads): x [rows, I]
-// and W_ih [gates * H, I] as stored.
+// The input projection of a step, when the fused step computes it too: x [rows, I] and W_ih
+// [gates * H, I], in the layout of the step's W_hh (Panels::packed):
+//  - as stored, for single-step calls of a few rows, where a separate GEMM would be one more
+//    pass over W_ih and one more fork of the threads;
+//  - packed into panels like W_hh's (`inner` = I, `stride` elements each), for steps of many
+//    rows: the micro-kernel then runs x W_ih^T per panel at its full rate (a separate GEMM call
+//    runs the CPU BLAS's, about 15% slower on AMD's AVX-512 cores, where MKL takes its AVX2
+//    code) and the pre-activations never make a round trip through memory.
 template <class T>
 struct StepInput {
   Rows<const T> x;
   const T* w_ih = nullptr;  // null: the pre-activation rows already hold x W_ih^T
   int64_t size = 0;         // I
+  int64_t stride = 0;       // packed: elements per panel (I * units * gates); 0: as stored
 };
 
 // One forward step over the panels [panel_begin, panel_end) (a thread's share): `step` as for
