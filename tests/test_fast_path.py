@@ -230,3 +230,29 @@ def test_replaced_weight_is_used(fast_calls):
         expected, _ = reference(input)
     assert fast_calls == [False]
     torch.testing.assert_close(output, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("mode", MODES)
+def test_fast_path_strided_state_and_weights(mode, dtype, generator, fast_calls):
+    """float32 and float64 calls run on raw storage (cpu_forward_raw): a strided initial state
+    is made contiguous first, and a strided weight sends the call the op's own way; both still
+    equal the regular path bitwise, and a second layer reads its own rows of the state."""
+    _, fast = make_pair(mode, 5, 6, 2)
+    fast = fast.to(dtype)
+    input = randn(generator, 4, 3, 5, dtype=dtype)
+    wide = _state(mode, generator, 2, 3, 12, dtype=dtype)
+    hx = tuple(s[..., ::2] for s in wide) if mode == "LSTM" else wide[..., ::2]
+    assert not (hx[0] if mode == "LSTM" else hx).is_contiguous()
+    for strided_weight in (False, True):
+        if strided_weight:
+            w = fast.weight_hh_l1.detach()
+            fast.weight_hh_l1 = torch.nn.Parameter(w.t().contiguous().t())
+            assert not fast.weight_hh_l1.is_contiguous()
+        with torch.no_grad():
+            output, final = fast(input, hx)
+        expected_output, expected_final = _regular(fast, input, hx)
+        assert torch.equal(output, expected_output)
+        for actual, expected in zip(*(f if isinstance(f, tuple) else (f,) for f in (final, expected_final))):
+            assert torch.equal(actual, expected)
+    assert fast_calls == [True, False, True, False]

@@ -126,6 +126,42 @@ void cpu_forward(CellKind cell, const LayerCall& call, const ForwardOutputs& out
   }
 }
 
+void cpu_forward_raw(const RawForward& f) {
+  TORCH_CHECK(f.dtype == at::kFloat || f.dtype == at::kDouble,
+              "cpu_forward_raw: float32 or float64 only, got ", f.dtype);
+  AT_DISPATCH_FLOATING_TYPES(f.dtype, "cpu_forward_raw", [&] {
+    using T = scalar_t;
+    ForwardIO<T, T> io;
+    io.x = static_cast<const T*>(f.x);
+    io.h0 = static_cast<const T*>(f.h0);
+    io.c0 = static_cast<const T*>(f.c0);
+    io.y = static_cast<T*>(f.y);
+    io.h_n = static_cast<T*>(f.h_n);
+    io.c_n = static_cast<T*>(f.c_n);
+    LayerWeights<T> w;
+    w.input_size = f.sizes.input;
+    w.hidden_size = f.sizes.hidden;
+    w.proj_size = f.sizes.projected ? f.sizes.output : 0;
+    w.w_ih = static_cast<const T*>(f.w_ih);
+    w.w_hh = static_cast<const T*>(f.w_hh);
+    w.b_ih = static_cast<const T*>(f.b_ih);
+    w.b_hh = static_cast<const T*>(f.b_hh);
+    w.w_hr = static_cast<const T*>(f.w_hr);
+    const SequenceShape shape(f.sizes.steps, f.sizes.batch);
+    const cpu::CpuBackend<T> backend;
+    switch (f.cell) {
+      case CellKind::kRnnTanh:
+        return recurrence_forward<CellKind::kRnnTanh>(backend, shape, w, io, f.reverse);
+      case CellKind::kRnnRelu:
+        return recurrence_forward<CellKind::kRnnRelu>(backend, shape, w, io, f.reverse);
+      case CellKind::kLstm:
+        return recurrence_forward<CellKind::kLstm>(backend, shape, w, io, f.reverse);
+      case CellKind::kGru:
+        return recurrence_forward<CellKind::kGru>(backend, shape, w, io, f.reverse);
+    }
+  });
+}
+
 TORCH_LIBRARY_IMPL(fastrnn, CPU, m) { register_layer_ops<CpuDevice>(m); }
 
 }  // namespace fastrnn::ops

@@ -21,11 +21,13 @@
 #include <torch/csrc/jit/frontend/tracer.h>
 #include <torch/extension.h>
 
+#include <algorithm>
 #include <optional>
 #include <vector>
 
 #include "ops/cpu_ops.h"
 #include "ops/fast_path.h"
+#include "ops/layer_args.h"
 #include "ops/layer_ops.h"
 
 namespace fastrnn::ops {
@@ -95,32 +97,72 @@ py::object run_stack(CellKind cell, const at::Tensor& input, const at::Tensor* h
   const auto options = input.options();
   const at::Tensor h_n = allocate({count, B, P}, options);
   const at::Tensor c_n = lstm ? allocate({count, B, H}, options) : at::Tensor();
+  // float32 and float64 with contiguous weights run on raw storage (cpu_forward_raw: the state
+  // rows of layer and direction `index` are `index` blocks of B x size into the stack's state
+  // tensors); float16 and bfloat16 take the op's own path (LayerCall, float32 copies).
+  const bool raw = (dtype == at::kFloat || dtype == at::kDouble) &&
+                   std::all_of(weights.begin(), weights.end(),
+                               [](const at::Tensor& w) { return w.is_contiguous(); });
+  const auto rows_of = [&](const at::Tensor& t, int64_t index, int64_t size) -> void* {
+    return static_cast<char*>(t.data_ptr()) + index * B * size * t.element_size();
+  };
+  at::Tensor h_start, c_start;  // raw: the initial states, contiguous (zeros when not given)
+  if (raw) {
+    h_start = h0->defined() ? h0->contiguous() : at::zeros({count, B, P}, options);
+    if (lstm) c_start = c0->defined() ? c0->contiguous() : at::zeros({count, B, H}, options);
+  }
   at::Tensor layer_input = x;
   {
     py::gil_scoped_release no_gil;
     for (int64_t layer = 0; layer < num_layers; ++layer) {
       std::vector<at::Tensor> outputs;
+      if (raw) layer_input = layer_input.contiguous();
       for (int64_t direction = 0; direction < directions; ++direction) {
         const int64_t index = layer * directions + direction;
         const at::Tensor* w = weights.data() + index * per;
         const OptionalTensor b_ih = has_bias ? OptionalTensor(w[2]) : std::nullopt;
         const OptionalTensor b_hh = has_bias ? OptionalTensor(w[3]) : std::nullopt;
         const OptionalTensor w_hr = has_proj ? OptionalTensor(w[per - 1]) : std::nullopt;
-        const OptionalTensor h = h0->defined() ? OptionalTensor(h0->select(0, index)) : std::nullopt;
-        const OptionalTensor c = c0->defined() ? OptionalTensor(c0->select(0, index)) : std::nullopt;
         const char* op = forward_op_name(cell);
         RECORD_FUNCTION(op, std::vector<c10::IValue>());
-        const LayerCall call = make_call(op, cell, layer_input, h, lstm ? c : std::nullopt, w[0],
-                                         w[1], b_ih, b_hh, w_hr, std::nullopt, direction == 1);
-        ForwardOutputs out;
-        out.output = allocate({T, B, P}, options);
-        out.hy = h_n.select(0, index);
-        if (lstm) out.cy = c_n.select(0, index);
-        if (workspace_blocks(cell) > 0) {
-          out.workspace = at::empty({0}, options.dtype(at::toOpMathType(dtype)));
+        const at::Tensor output = allocate({T, B, P}, options);
+        if (raw) {
+          const OptionalTensor none_given;
+          RawForward f;
+          f.cell = cell;
+          f.dtype = dtype;
+          f.sizes = check_layer(op, cell, LayerTensors{layer_input, none_given, none_given, w[0],
+                                                       w[1], b_ih, b_hh, w_hr, none_given});
+          f.reverse = direction == 1;
+          f.x = layer_input.data_ptr();
+          f.h0 = rows_of(h_start, index, P);
+          f.w_ih = w[0].data_ptr();
+          f.w_hh = w[1].data_ptr();
+          f.b_ih = b_ih ? b_ih->data_ptr() : nullptr;
+          f.b_hh = b_hh ? b_hh->data_ptr() : nullptr;
+          f.w_hr = w_hr ? w_hr->data_ptr() : nullptr;
+          f.y = output.data_ptr();
+          f.h_n = rows_of(h_n, index, P);
+          if (lstm) {
+            f.c0 = rows_of(c_start, index, H);
+            f.c_n = rows_of(c_n, index, H);
+          }
+          cpu_forward_raw(f);
+        } else {
+          const OptionalTensor h = h0->defined() ? OptionalTensor(h0->select(0, index)) : std::nullopt;
+          const OptionalTensor c = c0->defined() ? OptionalTensor(c0->select(0, index)) : std::nullopt;
+          const LayerCall call = make_call(op, cell, layer_input, h, lstm ? c : std::nullopt, w[0],
+                                           w[1], b_ih, b_hh, w_hr, std::nullopt, direction == 1);
+          ForwardOutputs out;
+          out.output = output;
+          out.hy = h_n.select(0, index);
+          if (lstm) out.cy = c_n.select(0, index);
+          if (workspace_blocks(cell) > 0) {
+            out.workspace = at::empty({0}, options.dtype(at::toOpMathType(dtype)));
+          }
+          cpu_forward(cell, call, out);
         }
-        cpu_forward(cell, call, out);
-        outputs.push_back(out.output);
+        outputs.push_back(output);
       }
       layer_input = directions == 1 ? outputs[0] : at::cat(outputs, 2);
     }
