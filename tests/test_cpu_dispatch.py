@@ -66,17 +66,26 @@ PARITY_SCRIPT = textwrap.dedent("""
     print(_C.cpu_isa(), _C.cpu_gemm_backend())
     torch.manual_seed(0)
     for mode in ["LSTM", "GRU", "RNN"]:
-        for hidden in (5, 21):
+        for hidden, batch in ((5, 3), (21, 3), (21, 1), (21, 6)):
+            # batch 1: W_hh read as stored; 6: W_ih packed into the steps too
             ref = getattr(nn, mode)(4, hidden, num_layers=2, bidirectional=True)
             fast = getattr(fastrnn, mode)(4, hidden, num_layers=2, bidirectional=True)
             fast.load_state_dict(ref.state_dict())
-            x = torch.randn(6, 3, 4, requires_grad=True)
+            x = torch.randn(6, batch, 4, requires_grad=True)
             outs = [m(x)[0] for m in (ref, fast)]
             torch.testing.assert_close(outs[1], outs[0], rtol=1e-5, atol=1e-5)
             g = torch.randn_like(outs[0])
             for a, b in zip(torch.autograd.grad(outs[1], [x, *fast.parameters()], g),
                             torch.autograd.grad(outs[0], [x, *ref.parameters()], g)):
                 torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+        # bfloat16 at batch 1 widens bfloat16 weights as it reads them: float32's result exactly
+        for steps in (1, 5):
+            fast16 = getattr(fastrnn, mode)(19, 21).to(torch.bfloat16)
+            fast32 = getattr(fastrnn, mode)(19, 21)
+            fast32.load_state_dict({k: v.float() for k, v in fast16.state_dict().items()})
+            x = torch.randn(steps, 1, 19).to(torch.bfloat16)
+            with torch.no_grad():
+                assert torch.equal(fast16(x)[0], fast32(x.float())[0].to(torch.bfloat16))
     print("ok")
 """)
 

@@ -285,3 +285,30 @@ def test_bf16_products_within_twice_torch_error(mode, shape, threads, generator)
     finally:
         torch.set_num_threads(previous)
     assert_within_half_precision_rule(ours, theirs, exact)
+
+
+@pytest.mark.parametrize("unbatched", [False, True], ids=["batch1", "unbatched"])
+@pytest.mark.parametrize("steps", [1, 7])
+@pytest.mark.parametrize("mode", MODES)
+def test_bf16_single_row_reads_bf16_weights_exactly(mode, steps, unbatched, generator):
+    """bfloat16 calls of one row read W_hh (and, for a single step, W_ih) in bfloat16, widened
+    as they are read (Panels::stored_bf16): bitwise what float32 gives on the widened values,
+    rounded to bfloat16 once at the end of the layer."""
+    input_size, hidden = 21, 37
+    _, fast16 = make_pair(mode, input_size, hidden, 1, bidirectional=True)
+    fast16 = fast16.to(torch.bfloat16)
+    _, fast32 = make_pair(mode, input_size, hidden, 1, bidirectional=True)
+    fast32.load_state_dict({k: v.float() for k, v in fast16.state_dict().items()})
+    batch = () if unbatched else (1,)
+    x = randn(generator, steps, *batch, input_size, dtype=torch.bfloat16)
+    n_states = 2 if mode == "LSTM" else 1
+    states = tuple(randn(generator, 2, *batch, hidden, dtype=torch.bfloat16) for _ in range(n_states))
+    hx16 = states if mode == "LSTM" else states[0]
+    hx32 = tuple(s.float() for s in states) if mode == "LSTM" else states[0].float()
+    with torch.no_grad():
+        out16, final16 = fast16(x, hx16)
+        out32, final32 = fast32(x.float(), hx32)
+    assert out16.dtype == torch.bfloat16
+    assert torch.equal(out16, out32.to(torch.bfloat16))
+    for a, b in zip(flatten(final16), flatten(final32)):
+        assert torch.equal(a, b.to(torch.bfloat16))

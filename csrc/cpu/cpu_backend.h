@@ -134,9 +134,11 @@ class CpuBackend {
     const T* w_ih = nullptr;      // W_ih as stored, or its panels
     int64_t input_size = 0;
     int64_t input_stride = 0;     // W_ih packed: elements per panel
+    const uint16_t* w_ih_bf16 = nullptr;  // W_ih as stored in bfloat16 (StepInput)
 
     StepInput<T> input(Rows<const T> x) const {
-      return input_in_steps ? StepInput<T>{x, w_ih, input_size, input_stride} : StepInput<T>{};
+      return input_in_steps ? StepInput<T>{x, w_ih, input_size, input_stride, w_ih_bf16}
+                            : StepInput<T>{};
     }
   };
 
@@ -172,11 +174,15 @@ class CpuBackend {
     if (rows <= kNativeRows) {
       p.packed = false;
       p.data = w.w_hh;
+      p.stored_bf16 = w.w_hh_bf16;
       fused.input_in_steps = steps == 1;
       fused.w_ih = w.w_ih;
+      fused.w_ih_bf16 = w.w_ih_bf16;
       fused.input_size = w.input_size;
       return fused;
     }
+    TORCH_CHECK(w.w_hh_bf16 == nullptr && w.w_ih_bf16 == nullptr,
+                "fastrnn: bfloat16 weights as stored are for steps of one row only");
     if (bf16_products_) {
       pack_bf16_panels<kCell>(w, p, fused.holder);
       return fused;

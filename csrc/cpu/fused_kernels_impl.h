@@ -159,13 +159,23 @@ inline void round_to_bf16(const float* in, uint16_t* out, int64_t n) {
 }
 #endif
 
-// Lane j of the result: the dot product of w's row min(j, n - 1) (rows ldw apart) with h, both
-// `inner` long. The rows are read in step, one vector of each per h vector, and the sixteen
-// (eight) partial sums are added across lanes at the end.
+// Lanes [0, n) of weights: float ones as they are, bfloat16 ones widened to float.
 template <class V, class T>
-inline V row_dots(const T* w, int64_t ldw, int n, const T* h, int64_t inner) {
+inline V load_weights(const T* p, int n) {
+  return V::load(p, n);
+}
+template <class V>
+inline V load_weights(const uint16_t* p, int n) {
+  return V::load_bf16(p, n);
+}
+
+// Lane j of the result: the dot product of w's row min(j, n - 1) (rows ldw apart; float, or
+// bfloat16 widened as read) with h, both `inner` long. The rows are read in step, one vector of
+// each per h vector, and the sixteen (eight) partial sums are added across lanes at the end.
+template <class V, class T, class WT>
+inline V row_dots(const WT* w, int64_t ldw, int n, const T* h, int64_t inner) {
   constexpr int W = V::kWidth;
-  const T* rows[W];
+  const WT* rows[W];
 #pragma GCC unroll 16
   for (int j = 0; j < W; ++j) rows[j] = w + std::min(j, n - 1) * ldw;
   V acc[W];
@@ -175,13 +185,13 @@ inline V row_dots(const T* w, int64_t ldw, int n, const T* h, int64_t inner) {
   for (; k + W <= inner; k += W) {
     const V hv = V::load(h + k);
 #pragma GCC unroll 16
-    for (int j = 0; j < W; ++j) acc[j] = fma(V::load(rows[j] + k), hv, acc[j]);
+    for (int j = 0; j < W; ++j) acc[j] = fma(load_weights<V>(rows[j] + k, W), hv, acc[j]);
   }
   if (k < inner) {
     const int rest = static_cast<int>(inner - k);
     const V hv = V::load(h + k, rest);
 #pragma GCC unroll 16
-    for (int j = 0; j < W; ++j) acc[j] = fma(V::load(rows[j] + k, rest), hv, acc[j]);
+    for (int j = 0; j < W; ++j) acc[j] = fma(load_weights<V>(rows[j] + k, rest), hv, acc[j]);
   }
   return transpose_sum(acc);
 }
@@ -221,9 +231,15 @@ inline void step_product(const Panels<T>& w, int64_t p, Rows<const T> h_prev,
     for (int v = 0; v < NV; ++v) {  // one block of W_hh rows at a time, reused by every row
       const auto [first, n] = block(v);
       for (int r = 0; r < TR; ++r) {
-        acc[r][v] = n > 0 ? row_dots<V>(w.data + first * w.inner, w.inner, n,
-                                        h_prev.row(r0 + r), w.inner)
-                          : V(T(0));
+        if (n <= 0) {
+          acc[r][v] = V(T(0));
+        } else if (w.stored_bf16 != nullptr) {
+          acc[r][v] = row_dots<V>(w.stored_bf16 + first * w.inner, w.inner, n,
+                                  h_prev.row(r0 + r), w.inner);
+        } else {
+          acc[r][v] = row_dots<V>(w.data + first * w.inner, w.inner, n, h_prev.row(r0 + r),
+                                  w.inner);
+        }
       }
     }
     epilogue.template operator()<TR>(r0, acc);
@@ -235,7 +251,7 @@ inline void step_product(const Panels<T>& w, int64_t p, Rows<const T> h_prev,
 template <class V, int NV, class T, class Block>
 inline void input_product(const StepInput<T>& in, int64_t p, int64_t rows, Rows<T> pre,
                           Block&& block) {
-  if (in.w_ih == nullptr) return;
+  if (in.w_ih == nullptr && in.w_ih_bf16 == nullptr) return;
   if (in.stride > 0) {  // packed: the tiles go to pre (still in cache when the epilogue reads them)
     panel_product<V, NV>(in.x, rows, in.w_ih + p * in.stride, in.size,
                          [&]<int TR>(int64_t r0, V (&acc)[TR][NV]) {
@@ -254,8 +270,11 @@ inline void input_product(const StepInput<T>& in, int64_t p, int64_t rows, Rows<
     const auto [first, n] = block(v);
     if (n <= 0) continue;
     for (int64_t r = 0; r < rows; ++r) {
-      row_dots<V>(in.w_ih + first * in.size, in.size, n, in.x.row(r), in.size)
-          .store(pre.row(r) + first, n);
+      const V dots = in.w_ih_bf16 != nullptr
+                         ? row_dots<V>(in.w_ih_bf16 + first * in.size, in.size, n, in.x.row(r),
+                                       in.size)
+                         : row_dots<V>(in.w_ih + first * in.size, in.size, n, in.x.row(r), in.size);
+      dots.store(pre.row(r) + first, n);
     }
   }
 }

@@ -44,7 +44,10 @@ using fastrnn::Rows;
 template <class T>
 struct Panels {
   const T* data = nullptr;
-  bool packed = true;  // false: data is W_hh as stored
+  bool packed = true;  // false: data (or stored_bf16) is W_hh as stored
+  // Not packed, bfloat16 calls: W_hh as the caller holds it, in bfloat16, widened as it is read
+  // (exactly the float copy's values, at half the bytes); data is then null.
+  const uint16_t* stored_bf16 = nullptr;
   const uint16_t* bf16 = nullptr;  // packed in bfloat16 pairs (see above), or null
   int64_t bf16_stride = 0;         // bfloat16 values per such panel
   int64_t inner = 0;   // K: the size of h (P)
@@ -65,9 +68,10 @@ struct Panels {
 template <class T>
 struct StepInput {
   Rows<const T> x;
-  const T* w_ih = nullptr;  // null: the pre-activation rows already hold x W_ih^T
+  const T* w_ih = nullptr;  // null (and w_ih_bf16 null): the pre rows already hold x W_ih^T
   int64_t size = 0;         // I
   int64_t stride = 0;       // packed: elements per panel (I * units * gates); 0: as stored
+  const uint16_t* w_ih_bf16 = nullptr;  // as stored, in bfloat16 (see Panels::stored_bf16)
 };
 
 // One forward step over the panels [panel_begin, panel_end) (a thread's share): `step` as for

@@ -24,13 +24,14 @@ OptionalTensor to_float(const OptionalTensor& t) {
   return t.has_value() ? OptionalTensor(t->to(at::kFloat)) : std::nullopt;
 }
 
-LayerCall float_call(const LayerCall& call) {
+// `stored`: the weights it holds stay out of the copy (left undefined there).
+LayerCall float_call(const LayerCall& call, const StoredBf16& stored = {}) {
   LayerCall f = call;
   f.input = to_float(call.input);
   f.hx = to_float(call.hx);
   f.cx = to_float(call.cx);
-  f.w_ih = to_float(call.w_ih);
-  f.w_hh = to_float(call.w_hh);
+  f.w_ih = stored.w_ih.defined() ? at::Tensor() : to_float(call.w_ih);
+  f.w_hh = stored.w_hh.defined() ? at::Tensor() : to_float(call.w_hh);
   f.b_ih = to_float(call.b_ih);
   f.b_hh = to_float(call.b_hh);
   f.w_hr = to_float(call.w_hr);
@@ -73,7 +74,17 @@ struct CpuDevice {
       f.cy = empty_float_like(out.cy);
       f.workspace = out.workspace;  // float32 already
       const bool bf16 = call.input.scalar_type() == at::kBFloat16;
-      run_forward<kCell>(cpu::CpuBackend<float>(bf16), float_call(call), f, bf16_projection(call));
+      // Steps of one row read W_hh as stored (a dot product per unit, no packing): bfloat16 calls
+      // leave it, and for a single step W_ih too, in bfloat16 for the kernels to widen as they
+      // read (the float copy of both cost several times the step itself: an online model's
+      // H=256 LSTM step took 333 us, 10x its float32 step).
+      StoredBf16 stored;
+      if (bf16 && call.sizes.batch == 1) {
+        stored.w_hh = call.w_hh;
+        if (call.sizes.steps == 1) stored.w_ih = call.w_ih;
+      }
+      run_forward<kCell>(cpu::CpuBackend<float>(bf16), float_call(call, stored), f,
+                         bf16_projection(call), stored);
       copy_into(out.output, f.output);
       copy_into(out.hy, f.hy);
       copy_into(out.cy, f.cy);

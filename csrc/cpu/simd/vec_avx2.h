@@ -23,6 +23,18 @@ struct VecF {
   static VecF load(const float* p, int n) {
     return n == kWidth ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, first(n));
   }
+  // Lanes [0, n) of bfloat16 values widened to float (exact: bfloat16 is float's upper half).
+  static VecF load_bf16(const uint16_t* p, int n) {
+    __m128i raw;
+    if (n == kWidth) {
+      raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    } else {
+      alignas(16) uint16_t lanes[kWidth] = {};
+      for (int i = 0; i < n; ++i) lanes[i] = p[i];
+      raw = _mm_load_si128(reinterpret_cast<const __m128i*>(lanes));
+    }
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(raw), 16));
+  }
   void store(float* p, int n) const {
     if (n == kWidth) {
       _mm256_storeu_ps(p, v);

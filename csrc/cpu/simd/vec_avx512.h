@@ -21,6 +21,12 @@ struct VecF {
   static VecF load(const float* p, int n) {
     return n == kWidth ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(first(n), p);
   }
+  // Lanes [0, n) of bfloat16 values widened to float (exact: bfloat16 is float's upper half).
+  static VecF load_bf16(const uint16_t* p, int n) {
+    const __m256i raw = n == kWidth ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))
+                                    : _mm256_maskz_loadu_epi16(first(n), p);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
+  }
   void store(float* p, int n) const {
     if (n == kWidth) {
       _mm512_storeu_ps(p, v);

@@ -14,6 +14,13 @@ struct Vec1 {
 
   static Vec1 load(const T* p) { return *p; }
   static Vec1 load(const T* p, int /*n*/) { return *p; }
+  // A bfloat16 value widened to float (exact: bfloat16 is float's upper half).
+  static Vec1 load_bf16(const uint16_t* p, int /*n*/) {
+    const uint32_t bits = static_cast<uint32_t>(*p) << 16;
+    float value;
+    std::memcpy(&value, &bits, sizeof(value));
+    return static_cast<T>(value);
+  }
   void store(T* p, int /*n*/) const { *p = v; }
 };
 
