@@ -256,3 +256,21 @@ def test_fast_path_strided_state_and_weights(mode, dtype, generator, fast_calls)
         for actual, expected in zip(*(f if isinstance(f, tuple) else (f,) for f in (final, expected_final))):
             assert torch.equal(actual, expected)
     assert fast_calls == [True, False, True, False]
+
+
+@pytest.mark.parametrize("steps", [1, 5])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_fast_path_bf16_batch1_projection_equals_regular_path(steps, bidirectional, generator,
+                                                              fast_calls):
+    """bfloat16 at batch 1 runs on raw storage too (float32 copies in one buffer, W_hh read in
+    bfloat16): with an LSTM projection and two layers, bitwise the op path's result."""
+    _, fast = make_pair("LSTM", 5, 8, 2, proj_size=3, bidirectional=bidirectional)
+    fast = fast.to(torch.bfloat16)
+    directions = 2 if bidirectional else 1
+    input = randn(generator, steps, 1, 5, dtype=torch.bfloat16)
+    hx = _state("LSTM", generator, 2 * directions, 1, 8, proj=3, dtype=torch.bfloat16)
+    with torch.no_grad():
+        output, (h, c) = fast(input, hx)
+    expected, (h_ref, c_ref) = _regular(fast, input, hx)
+    assert fast_calls == [True, False]
+    assert torch.equal(output, expected) and torch.equal(h, h_ref) and torch.equal(c, c_ref)

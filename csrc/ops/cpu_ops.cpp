@@ -137,9 +137,81 @@ void cpu_forward(CellKind cell, const LayerCall& call, const ForwardOutputs& out
   }
 }
 
+namespace {
+
+template <class T>
+void run_recurrence(CellKind cell, const cpu::CpuBackend<T>& backend, const SequenceShape& shape,
+                    const LayerWeights<T>& w, const ForwardIO<T, T>& io, bool reverse) {
+  switch (cell) {
+    case CellKind::kRnnTanh:
+      return recurrence_forward<CellKind::kRnnTanh>(backend, shape, w, io, reverse);
+    case CellKind::kRnnRelu:
+      return recurrence_forward<CellKind::kRnnRelu>(backend, shape, w, io, reverse);
+    case CellKind::kLstm: return recurrence_forward<CellKind::kLstm>(backend, shape, w, io, reverse);
+    case CellKind::kGru: return recurrence_forward<CellKind::kGru>(backend, shape, w, io, reverse);
+  }
+}
+
+// bfloat16 of one row: what the op's half path computes (float32 on the widened values, rounded
+// to bfloat16 once at the end of the layer), with W_hh, and for a single step W_ih, read in
+// bfloat16 as stored, and the rest widened into one float32 buffer (the half path makes a
+// tensor, and a dispatcher call, of each).
+void forward_raw_bf16(const RawForward& f) {
+  const LayerSizes& s = f.sizes;
+  TORCH_CHECK(s.batch == 1, "cpu_forward_raw: bfloat16 for batch 1 only, got ", s.batch);
+  const bool lstm = f.cell == CellKind::kLstm, stored_w_ih = s.steps == 1;
+  const int64_t T = s.steps, I = s.input, H = s.hidden, P = s.output, G = s.gates;
+  // The float32 buffer's parts, in order: inputs, then outputs.
+  const int64_t n_x = T * I, n_h0 = P, n_c0 = lstm ? H : 0, n_bias = f.b_ih ? G : 0;
+  const int64_t n_w_ih = stored_w_ih ? 0 : G * I, n_w_hr = f.w_hr ? P * H : 0;
+  const int64_t n_y = T * P, n_c = lstm ? H : 0;
+  const int64_t total = n_x + n_h0 + n_c0 + 2 * n_bias + n_w_ih + n_w_hr + n_y + P + n_c;
+  const at::Tensor buffer = allocate({total}, at::TensorOptions().dtype(at::kFloat));
+  float* next = buffer.data_ptr<float>();
+  auto take = [&](int64_t n) {
+    float* part = n > 0 ? next : nullptr;
+    next += n;
+    return part;
+  };
+  auto widen = [](const void* source, int64_t n, float* out) -> const float* {
+    const auto* in = static_cast<const c10::BFloat16*>(source);
+    for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(in[i]);
+    return n > 0 ? out : nullptr;
+  };
+  ForwardIO<float, float> io;
+  io.x = widen(f.x, n_x, take(n_x));
+  io.h0 = widen(f.h0, n_h0, take(n_h0));
+  io.c0 = widen(f.c0, n_c0, take(n_c0));
+  LayerWeights<float> w;
+  w.input_size = I;
+  w.hidden_size = H;
+  w.proj_size = s.projected ? P : 0;
+  w.b_ih = widen(f.b_ih, n_bias, take(n_bias));
+  w.b_hh = widen(f.b_hh, n_bias, take(n_bias));
+  w.w_ih = widen(f.w_ih, n_w_ih, take(n_w_ih));
+  w.w_hr = widen(f.w_hr, n_w_hr, take(n_w_hr));
+  w.w_ih_bf16 = stored_w_ih ? static_cast<const uint16_t*>(f.w_ih) : nullptr;
+  w.w_hh_bf16 = static_cast<const uint16_t*>(f.w_hh);
+  io.y = take(n_y);
+  io.h_n = take(P);
+  io.c_n = take(n_c);
+  run_recurrence<float>(f.cell, cpu::CpuBackend<float>(/*bf16_call=*/true),
+                        SequenceShape(T, 1), w, io, f.reverse);
+  auto round = [](const float* in, int64_t n, void* destination) {
+    auto* out = static_cast<c10::BFloat16*>(destination);
+    for (int64_t i = 0; i < n; ++i) out[i] = c10::BFloat16(in[i]);
+  };
+  round(io.y, n_y, f.y);
+  round(io.h_n, P, f.h_n);
+  round(io.c_n, n_c, f.c_n);
+}
+
+}  // namespace
+
 void cpu_forward_raw(const RawForward& f) {
+  if (f.dtype == at::kBFloat16) return forward_raw_bf16(f);
   TORCH_CHECK(f.dtype == at::kFloat || f.dtype == at::kDouble,
-              "cpu_forward_raw: float32 or float64 only, got ", f.dtype);
+              "cpu_forward_raw: float32, float64 or (batch 1) bfloat16, got ", f.dtype);
   AT_DISPATCH_FLOATING_TYPES(f.dtype, "cpu_forward_raw", [&] {
     using T = scalar_t;
     ForwardIO<T, T> io;
@@ -158,18 +230,8 @@ void cpu_forward_raw(const RawForward& f) {
     w.b_ih = static_cast<const T*>(f.b_ih);
     w.b_hh = static_cast<const T*>(f.b_hh);
     w.w_hr = static_cast<const T*>(f.w_hr);
-    const SequenceShape shape(f.sizes.steps, f.sizes.batch);
-    const cpu::CpuBackend<T> backend;
-    switch (f.cell) {
-      case CellKind::kRnnTanh:
-        return recurrence_forward<CellKind::kRnnTanh>(backend, shape, w, io, f.reverse);
-      case CellKind::kRnnRelu:
-        return recurrence_forward<CellKind::kRnnRelu>(backend, shape, w, io, f.reverse);
-      case CellKind::kLstm:
-        return recurrence_forward<CellKind::kLstm>(backend, shape, w, io, f.reverse);
-      case CellKind::kGru:
-        return recurrence_forward<CellKind::kGru>(backend, shape, w, io, f.reverse);
-    }
+    run_recurrence<T>(f.cell, cpu::CpuBackend<T>(), SequenceShape(f.sizes.steps, f.sizes.batch),
+                      w, io, f.reverse);
   });
 }
 

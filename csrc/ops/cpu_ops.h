@@ -12,8 +12,8 @@ namespace fastrnn::ops {
 // float16, bfloat16).
 void cpu_forward(CellKind cell, const LayerCall& call, const ForwardOutputs& out);
 
-// One layer and direction of a float32 or float64 inference call on raw, contiguous storage,
-// for the fast path: its state rows point straight into the stack's [layers * directions, B, P]
+// One layer and direction of a float32 or float64 (or, batch 1, bfloat16) inference call on raw,
+// contiguous storage, for the fast path: its state rows point straight into the stack's [layers * directions, B, P]
 // tensors, with no views, no LayerCall and no workspace tensor (each of those is a dispatcher
 // call or an allocation, a few hundred ns apiece, on a call whose whole step can take 5 us).
 // `sizes` from check_layer (padded input); b_ih, b_hh and w_hr may be null.

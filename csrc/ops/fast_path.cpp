@@ -97,10 +97,12 @@ py::object run_stack(CellKind cell, const at::Tensor& input, const at::Tensor* h
   const auto options = input.options();
   const at::Tensor h_n = allocate({count, B, P}, options);
   const at::Tensor c_n = lstm ? allocate({count, B, H}, options) : at::Tensor();
-  // float32 and float64 with contiguous weights run on raw storage (cpu_forward_raw: the state
-  // rows of layer and direction `index` are `index` blocks of B x size into the stack's state
-  // tensors); float16 and bfloat16 take the op's own path (LayerCall, float32 copies).
-  const bool raw = (dtype == at::kFloat || dtype == at::kDouble) &&
+  // float32, float64 and (batch 1) bfloat16 with contiguous weights run on raw storage
+  // (cpu_forward_raw: the state rows of layer and direction `index` are `index` blocks of
+  // B x size into the stack's state tensors); float16 and bfloat16 batches take the op's own
+  // path (LayerCall, float32 copies).
+  const bool raw = (dtype == at::kFloat || dtype == at::kDouble ||
+                    (dtype == at::kBFloat16 && B == 1)) &&
                    std::all_of(weights.begin(), weights.end(),
                                [](const at::Tensor& w) { return w.is_contiguous(); });
   const auto rows_of = [&](const at::Tensor& t, int64_t index, int64_t size) -> void* {
