@@ -66,12 +66,12 @@ PARITY_SCRIPT = textwrap.dedent("""
     print(_C.cpu_isa(), _C.cpu_gemm_backend())
     torch.manual_seed(0)
     for mode in ["LSTM", "GRU", "RNN"]:
-        for hidden, batch in ((5, 3), (21, 3), (21, 1), (21, 6)):
-            # batch 1: W_hh read as stored; 6: W_ih packed into the steps too
+        for hidden, steps, batch in ((5, 6, 3), (21, 6, 3), (21, 6, 1), (21, 43, 6)):
+            # batch 1: W_hh read as stored; 6 x 43 rows: W_ih packed into the steps too
             ref = getattr(nn, mode)(4, hidden, num_layers=2, bidirectional=True)
             fast = getattr(fastrnn, mode)(4, hidden, num_layers=2, bidirectional=True)
             fast.load_state_dict(ref.state_dict())
-            x = torch.randn(6, batch, 4, requires_grad=True)
+            x = torch.randn(steps, batch, 4, requires_grad=True)
             outs = [m(x)[0] for m in (ref, fast)]
             torch.testing.assert_close(outs[1], outs[0], rtol=1e-5, atol=1e-5)
             g = torch.randn_like(outs[0])

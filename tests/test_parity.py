@@ -62,18 +62,20 @@ def test_threaded_steps_match_torch(mode, generator):
 @pytest.mark.parametrize("batch", [4, 5, 13, 32])
 @pytest.mark.parametrize("mode", MODES)
 def test_steps_with_input_projection_match_torch(mode, batch, dtype, threads, generator):
-    """Steps of 4 or more rows compute x W_ih^T in the step kernel, from W_ih packed like W_hh
-    (cpu_backend.h, kFusedInputRows): batches at the bar and past it, whose tiles of rows
-    split unevenly (5, 13, 32), an input size with a masked tail in both layers of a
-    bidirectional stack, and the threaded split of the panels."""
+    """Steps of 4 or more rows, in calls of 256 rows or more, compute x W_ih^T in the step
+    kernel, from W_ih packed like W_hh (cpu_backend.h, kFusedInputRows, kFusedInputCallRows):
+    batches at the bar and past it, whose tiles of rows split unevenly (5, 13, 32), an input
+    size with a masked tail in both layers of a bidirectional stack, and the threaded split of
+    the panels."""
     torch.set_num_threads(threads)
     input_size, hidden = 21, 37
+    steps = -(-256 // batch)  # the fewest steps that make the call fused
     reference, fast = make_pair(mode, input_size, hidden, 2, bidirectional=True, dtype=dtype)
-    x = randn(generator, STEPS, batch, input_size, dtype=dtype)
+    x = randn(generator, steps, batch, input_size, dtype=dtype)
     n_states = 2 if mode == "LSTM" else 1
     states = tuple(randn(generator, 4, batch, hidden, dtype=dtype) for _ in range(n_states))
     hx = states if mode == "LSTM" else states[0]
-    grad_output = randn(generator, STEPS, batch, 2 * hidden, dtype=dtype)
+    grad_output = randn(generator, steps, batch, 2 * hidden, dtype=dtype)
     grad_state = [randn(generator, 4, batch, hidden, dtype=dtype) for _ in range(n_states)]
     expected = run_with_grads(reference, x, hx, grad_output, grad_state)
     actual = run_with_grads(fast, x, hx, grad_output, grad_state)
@@ -136,23 +138,28 @@ def test_dropout_matches_torch(mode, generator):
     torch.testing.assert_close(fast(x)[0], reference(x)[0], rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("lengths", [[3, 5, 1, 4], [40, 33, 25, 40, 7, 18, 1, 39]],
+                         ids=["short", "input_in_steps"])
 @pytest.mark.parametrize("enforce_sorted", [True, False], ids=["sorted", "unsorted"])
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 @pytest.mark.parametrize("mode", MODES)
-def test_packed_sequence_matches_torch(mode, bidirectional, enforce_sorted, generator):
+def test_packed_sequence_matches_torch(mode, bidirectional, enforce_sorted, lengths, generator):
     """PackedSequence input runs the kernels in packed layout; hx is permuted by sorted_indices
-    and h_n un-permuted, as torch.nn does."""
+    and h_n un-permuted, as torch.nn does. The long batch (8 rows x 40 steps) computes x W_ih^T
+    in the step kernel while its rows drop from 8 to 1."""
     from torch.nn.utils.rnn import pack_padded_sequence
 
     dtype = torch.float64
     reference, fast = make_pair(mode, INPUT, HIDDEN, 2, bidirectional=bidirectional, dtype=dtype)
-    lengths = torch.tensor([3, 5, 1, 4])
+    lengths = torch.tensor(lengths)
     if enforce_sorted:
         lengths = lengths.sort(descending=True).values
     directions = 2 if bidirectional else 1
-    padded = randn(generator, 5, 4, INPUT, dtype=dtype)
+    batch = len(lengths)
+    padded = randn(generator, int(lengths.max()), batch, INPUT, dtype=dtype)
     n_states = 2 if mode == "LSTM" else 1
-    states = tuple(randn(generator, 2 * directions, 4, HIDDEN, dtype=dtype) for _ in range(n_states))
+    states = tuple(randn(generator, 2 * directions, batch, HIDDEN, dtype=dtype)
+                   for _ in range(n_states))
 
     def run(module):
         x = padded.clone().requires_grad_()
@@ -169,19 +176,21 @@ def test_packed_sequence_matches_torch(mode, bidirectional, enforce_sorted, gene
         torch.testing.assert_close(actual, expected, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("batch", [BATCH, 6], ids=["input_gemm", "input_in_steps"])
+@pytest.mark.parametrize("batch, steps", [(BATCH, STEPS), (6, 43)],
+                         ids=["input_gemm", "input_in_steps"])
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 @pytest.mark.parametrize("num_layers", [1, 2])
-def test_lstm_projection_matches_torch(num_layers, bidirectional, batch, generator):
-    """Batches of 3 take the input projection from a GEMM, of 6 from the step kernel."""
+def test_lstm_projection_matches_torch(num_layers, bidirectional, batch, steps, generator):
+    """3 rows take the input projection from a GEMM; 6 rows in a call of 258 from the step
+    kernel."""
     dtype = torch.float64
     reference, fast = make_pair("LSTM", INPUT, HIDDEN, num_layers, bidirectional=bidirectional,
                                 proj_size=7, dtype=dtype)
     directions = 2 if bidirectional else 1
-    x = randn(generator, STEPS, batch, INPUT, dtype=dtype)
+    x = randn(generator, steps, batch, INPUT, dtype=dtype)
     hx = (randn(generator, num_layers * directions, batch, 7, dtype=dtype),
           randn(generator, num_layers * directions, batch, HIDDEN, dtype=dtype))
-    grad_output = randn(generator, STEPS, batch, 7 * directions, dtype=dtype)
+    grad_output = randn(generator, steps, batch, 7 * directions, dtype=dtype)
     grad_state = [randn(generator, *h.shape, dtype=dtype) for h in hx]
     expected = run_with_grads(reference, x, hx, grad_output, grad_state)
     actual = run_with_grads(fast, x, hx, grad_output, grad_state)

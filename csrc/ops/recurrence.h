@@ -48,8 +48,9 @@
 //   };
 //
 // Per layer and direction, forward: the input projection of every step as one GEMM, then per
-// step the recurrent GEMM and one fused step kernel (the CPU's float steps of 4 or more rows,
-// and its single-step calls, compute the input projection in the step kernel instead). Backward, in reverse order: one fused
+// step the recurrent GEMM and one fused step kernel (on the CPU, float steps of 4 or more rows
+// in calls of 256 rows or more, and single-step calls of one row, compute the input projection
+// in the step kernel instead). Backward, in reverse order: one fused
 // gate-gradient kernel and the dh GEMM per step, then the input, weight and bias gradients as
 // whole-sequence GEMMs.
 //
