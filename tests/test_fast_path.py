@@ -63,7 +63,8 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+# float16 takes the op's own path inside the fast path (LayerCall); the others raw storage.
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("case", CASES, ids=str)
 @pytest.mark.parametrize("mode", MODES)
 def test_fast_path_equals_regular_path(mode, case, dtype, generator, fast_calls):

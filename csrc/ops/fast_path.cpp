@@ -81,22 +81,6 @@ py::object run_stack(CellKind cell, const at::Tensor& input, const at::Tensor* h
   const int64_t H = weights[0].size(0) / gate_count(cell);
   const int64_t P = has_proj ? weights[per - 1].size(0) : H;
 
-  // Initial states of exactly torch.nn's shapes ([L * D, B, P], unbatched [L * D, P]).
-  auto state = [&](const at::Tensor* s, int64_t size) -> std::optional<at::Tensor> {
-    if (s == nullptr) return at::Tensor();
-    if (s->scalar_type() != dtype) return std::nullopt;
-    const bool shaped = batched ? s->sizes() == at::IntArrayRef({count, B, size})
-                                : s->sizes() == at::IntArrayRef({count, size});
-    if (!shaped) return std::nullopt;
-    return batched ? *s : s->unsqueeze(1);
-  };
-  const std::optional<at::Tensor> h0 = state(hx, P);
-  const std::optional<at::Tensor> c0 = state(cx, H);
-  if (!h0 || !c0) return none;
-
-  const auto options = input.options();
-  const at::Tensor h_n = allocate({count, B, P}, options);
-  const at::Tensor c_n = lstm ? allocate({count, B, H}, options) : at::Tensor();
   // float32, float64 and (batch 1) bfloat16 with contiguous weights run on raw storage
   // (cpu_forward_raw: the state rows of layer and direction `index` are `index` blocks of
   // B x size into the stack's state tensors); float16 and bfloat16 batches take the op's own
@@ -105,13 +89,37 @@ py::object run_stack(CellKind cell, const at::Tensor& input, const at::Tensor* h
                     (dtype == at::kBFloat16 && B == 1)) &&
                    std::all_of(weights.begin(), weights.end(),
                                [](const at::Tensor& w) { return w.is_contiguous(); });
+  // Unbatched raw calls keep the states [L * D, size] as they are: the same storage as
+  // [L * D, 1, size], with no views to make (each a dispatcher call).
+  const bool state_views = !batched && !raw;
+  const auto state_shape = [&](int64_t size) -> std::vector<int64_t> {
+    if (!batched && raw) return {count, size};
+    return {count, B, size};
+  };
+
+  // Initial states of exactly torch.nn's shapes ([L * D, B, P], unbatched [L * D, P]).
+  auto state = [&](const at::Tensor* s, int64_t size) -> std::optional<at::Tensor> {
+    if (s == nullptr) return at::Tensor();
+    if (s->scalar_type() != dtype) return std::nullopt;
+    const bool shaped = batched ? s->sizes() == at::IntArrayRef({count, B, size})
+                                : s->sizes() == at::IntArrayRef({count, size});
+    if (!shaped) return std::nullopt;
+    return state_views ? s->unsqueeze(1) : *s;
+  };
+  const std::optional<at::Tensor> h0 = state(hx, P);
+  const std::optional<at::Tensor> c0 = state(cx, H);
+  if (!h0 || !c0) return none;
+
+  const auto options = input.options();
+  const at::Tensor h_n = allocate(state_shape(P), options);
+  const at::Tensor c_n = lstm ? allocate(state_shape(H), options) : at::Tensor();
   const auto rows_of = [&](const at::Tensor& t, int64_t index, int64_t size) -> void* {
     return static_cast<char*>(t.data_ptr()) + index * B * size * t.element_size();
   };
   at::Tensor h_start, c_start;  // raw: the initial states, contiguous (zeros when not given)
   if (raw) {
-    h_start = h0->defined() ? h0->contiguous() : at::zeros({count, B, P}, options);
-    if (lstm) c_start = c0->defined() ? c0->contiguous() : at::zeros({count, B, H}, options);
+    h_start = h0->defined() ? h0->contiguous() : at::zeros(state_shape(P), options);
+    if (lstm) c_start = c0->defined() ? c0->contiguous() : at::zeros(state_shape(H), options);
   }
   at::Tensor layer_input = x;
   {
@@ -173,8 +181,10 @@ py::object run_stack(CellKind cell, const at::Tensor& input, const at::Tensor* h
   at::Tensor h_final = h_n, c_final = c_n;
   if (!batched) {
     output = output.squeeze(1);
-    h_final = h_final.squeeze(1);
-    if (lstm) c_final = c_final.squeeze(1);
+    if (state_views) {
+      h_final = h_final.squeeze(1);
+      if (lstm) c_final = c_final.squeeze(1);
+    }
   } else if (batch_first) {
     output = output.transpose(0, 1);
   }
