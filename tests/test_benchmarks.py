@@ -81,6 +81,11 @@ def test_threads_times_one_and_many_threads(capsys):
             if line.startswith("| smoke")]
     assert len(rows) == 6  # 3 cells x inference, training
     for *_, one, many, speedup in rows:
-        assert float(one) > 0 and float(many) > 0
-        expected = float(one) / float(many)
-        assert abs(float(speedup.strip().rstrip("x")) - expected) < 0.05 * expected + 0.01
+        one, many = float(one), float(many)
+        assert one > 0 and many > 0
+        # The times are printed to 0.001 ms (the smoke shapes take about 0.01 ms, so that alone
+        # moves their ratio by several percent) and the speedup to 0.01: the speedup must lie
+        # within what the rounded times allow.
+        low = (one - 0.0005) / (many + 0.0005) - 0.005
+        high = (one + 0.0005) / max(many - 0.0005, 1e-9) + 0.005
+        assert low <= float(speedup.strip().rstrip("x")) <= high
