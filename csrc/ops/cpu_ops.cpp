@@ -24,14 +24,13 @@ OptionalTensor to_float(const OptionalTensor& t) {
   return t.has_value() ? OptionalTensor(t->to(at::kFloat)) : std::nullopt;
 }
 
-// `stored`: the weights it holds stay out of the copy (left undefined there).
-LayerCall float_call(const LayerCall& call, const StoredBf16& stored = {}) {
+LayerCall float_call(const LayerCall& call) {
   LayerCall f = call;
   f.input = to_float(call.input);
   f.hx = to_float(call.hx);
   f.cx = to_float(call.cx);
-  f.w_ih = stored.w_ih.defined() ? at::Tensor() : to_float(call.w_ih);
-  f.w_hh = stored.w_hh.defined() ? at::Tensor() : to_float(call.w_hh);
+  f.w_ih = to_float(call.w_ih);
+  f.w_hh = to_float(call.w_hh);
   f.b_ih = to_float(call.b_ih);
   f.b_hh = to_float(call.b_hh);
   f.w_hr = to_float(call.w_hr);
@@ -56,6 +55,103 @@ at::Tensor bf16_projection(const LayerCall& call) {
   return at::mm(call.input.reshape({-1, call.sizes.input}), call.w_ih.t());
 }
 
+template <class T>
+void run_recurrence(CellKind cell, const cpu::CpuBackend<T>& backend, const SequenceShape& shape,
+                    const LayerWeights<T>& w, const ForwardIO<T, T>& io, bool reverse) {
+  switch (cell) {
+    case CellKind::kRnnTanh:
+      return recurrence_forward<CellKind::kRnnTanh>(backend, shape, w, io, reverse);
+    case CellKind::kRnnRelu:
+      return recurrence_forward<CellKind::kRnnRelu>(backend, shape, w, io, reverse);
+    case CellKind::kLstm: return recurrence_forward<CellKind::kLstm>(backend, shape, w, io, reverse);
+    case CellKind::kGru: return recurrence_forward<CellKind::kGru>(backend, shape, w, io, reverse);
+  }
+}
+
+// bfloat16 of one row, for the op and the fast path alike: what the half path computes for
+// other calls (float32 on the widened values, rounded to bfloat16 once at the end of the layer),
+// with W_hh, and for a single step W_ih, read in bfloat16 as stored (steps of one row read W_hh
+// as stored anyway, so float32 copies of the weights, 10x the step itself for an online H=256
+// LSTM, would buy nothing), and the rest widened into one float32 buffer. A packed batch of one
+// is the same T steps of one row.
+void forward_raw_bf16(const RawForward& f) {
+  const LayerSizes& s = f.sizes;
+  TORCH_CHECK(s.batch == 1, "cpu_forward_raw: bfloat16 for batch 1 only, got ", s.batch);
+  const bool lstm = f.cell == CellKind::kLstm, stored_w_ih = s.steps == 1;
+  const int64_t T = s.steps, I = s.input, H = s.hidden, P = s.output, G = s.gates;
+  // The float32 buffer's parts, in order: inputs, then outputs.
+  const int64_t n_x = T * I, n_h0 = P, n_c0 = lstm ? H : 0, n_bias = f.b_ih ? G : 0;
+  const int64_t n_w_ih = stored_w_ih ? 0 : G * I, n_w_hr = f.w_hr ? P * H : 0;
+  const int64_t n_y = T * P, n_c = lstm ? H : 0;
+  const int64_t total = n_x + n_h0 + n_c0 + 2 * n_bias + n_w_ih + n_w_hr + n_y + P + n_c;
+  const at::Tensor buffer = allocate({total}, at::TensorOptions().dtype(at::kFloat));
+  float* next = buffer.data_ptr<float>();
+  auto take = [&](int64_t n) {
+    float* part = n > 0 ? next : nullptr;
+    next += n;
+    return part;
+  };
+  const cpu::CpuBackend<float> backend(/*bf16_call=*/true);
+  auto widen = [&](const void* source, int64_t n) -> const float* {
+    float* out = take(n);
+    if (out != nullptr) {
+      backend.widen_rows(static_cast<const c10::BFloat16*>(source), n, out, n, 1, n);
+    }
+    return out;
+  };
+  ForwardIO<float, float> io;
+  io.x = widen(f.x, n_x);
+  io.h0 = widen(f.h0, n_h0);
+  io.c0 = widen(f.c0, n_c0);
+  io.workspace = static_cast<float*>(f.workspace);
+  LayerWeights<float> w;
+  w.input_size = I;
+  w.hidden_size = H;
+  w.proj_size = s.projected ? P : 0;
+  w.b_ih = widen(f.b_ih, n_bias);
+  w.b_hh = widen(f.b_hh, n_bias);
+  w.w_ih = widen(f.w_ih, n_w_ih);
+  w.w_hr = widen(f.w_hr, n_w_hr);
+  w.w_ih_bf16 = stored_w_ih ? static_cast<const uint16_t*>(f.w_ih) : nullptr;
+  w.w_hh_bf16 = static_cast<const uint16_t*>(f.w_hh);
+  io.y = take(n_y);
+  io.h_n = take(P);
+  io.c_n = take(n_c);
+  run_recurrence<float>(f.cell, backend, SequenceShape(T, 1), w, io, f.reverse);
+  auto round = [](const float* in, int64_t n, void* destination) {
+    auto* out = static_cast<c10::BFloat16*>(destination);
+    for (int64_t i = 0; i < n; ++i) out[i] = c10::BFloat16(in[i]);
+  };
+  round(io.y, n_y, f.y);
+  round(io.h_n, P, f.h_n);
+  round(io.c_n, n_c, f.c_n);
+}
+
+// An op call (make_call's contiguous tensors, allocate_forward's outputs) as a RawForward.
+RawForward raw_of(CellKind cell, const LayerCall& call, const ForwardOutputs& out) {
+  auto data = [](const OptionalTensor& t) -> const void* { return t ? t->data_ptr() : nullptr; };
+  RawForward f;
+  f.cell = cell;
+  f.dtype = call.input.scalar_type();
+  f.sizes = call.sizes;
+  f.reverse = call.reverse;
+  f.x = call.input.data_ptr();
+  f.h0 = call.hx.data_ptr();
+  f.c0 = call.cx.defined() ? call.cx.data_ptr() : nullptr;
+  f.w_ih = call.w_ih.data_ptr();
+  f.w_hh = call.w_hh.data_ptr();
+  f.b_ih = data(call.b_ih);
+  f.b_hh = data(call.b_hh);
+  f.w_hr = data(call.w_hr);
+  f.y = out.output.data_ptr();
+  f.h_n = out.hy.data_ptr();
+  f.c_n = out.cy.defined() ? out.cy.data_ptr() : nullptr;
+  // A [0] workspace means inference (as run_forward reads it).
+  f.workspace = out.workspace.defined() && out.workspace.numel() > 0 ? out.workspace.data_ptr()
+                                                                     : nullptr;
+  return f;
+}
+
 struct CpuDevice {
   static void check_dtype(const char* op, const at::Tensor& input) {
     const auto dtype = input.scalar_type();
@@ -67,6 +163,10 @@ struct CpuDevice {
 
   template <CellKind kCell>
   static void forward(const LayerCall& call, const ForwardOutputs& out) {
+    if (call.input.scalar_type() == at::kBFloat16 && call.sizes.batch == 1) {
+      forward_raw_bf16(raw_of(kCell, call, out));
+      return;
+    }
     if (is_half(call.input)) {
       ForwardOutputs f;
       f.output = empty_float_like(out.output);
@@ -74,17 +174,7 @@ struct CpuDevice {
       f.cy = empty_float_like(out.cy);
       f.workspace = out.workspace;  // float32 already
       const bool bf16 = call.input.scalar_type() == at::kBFloat16;
-      // Steps of one row read W_hh as stored (a dot product per unit, no packing): bfloat16 calls
-      // leave it, and for a single step W_ih too, in bfloat16 for the kernels to widen as they
-      // read (the float copy of both cost several times the step itself: an online model's
-      // H=256 LSTM step took 333 us, 10x its float32 step).
-      StoredBf16 stored;
-      if (bf16 && call.sizes.batch == 1) {
-        stored.w_hh = call.w_hh;
-        if (call.sizes.steps == 1) stored.w_ih = call.w_ih;
-      }
-      run_forward<kCell>(cpu::CpuBackend<float>(bf16), float_call(call, stored), f,
-                         bf16_projection(call), stored);
+      run_forward<kCell>(cpu::CpuBackend<float>(bf16), float_call(call), f, bf16_projection(call));
       copy_into(out.output, f.output);
       copy_into(out.hy, f.hy);
       copy_into(out.cy, f.cy);
@@ -136,77 +226,6 @@ void cpu_forward(CellKind cell, const LayerCall& call, const ForwardOutputs& out
     case CellKind::kGru: return CpuDevice::forward<CellKind::kGru>(call, out);
   }
 }
-
-namespace {
-
-template <class T>
-void run_recurrence(CellKind cell, const cpu::CpuBackend<T>& backend, const SequenceShape& shape,
-                    const LayerWeights<T>& w, const ForwardIO<T, T>& io, bool reverse) {
-  switch (cell) {
-    case CellKind::kRnnTanh:
-      return recurrence_forward<CellKind::kRnnTanh>(backend, shape, w, io, reverse);
-    case CellKind::kRnnRelu:
-      return recurrence_forward<CellKind::kRnnRelu>(backend, shape, w, io, reverse);
-    case CellKind::kLstm: return recurrence_forward<CellKind::kLstm>(backend, shape, w, io, reverse);
-    case CellKind::kGru: return recurrence_forward<CellKind::kGru>(backend, shape, w, io, reverse);
-  }
-}
-
-// bfloat16 of one row: what the op's half path computes (float32 on the widened values, rounded
-// to bfloat16 once at the end of the layer), with W_hh, and for a single step W_ih, read in
-// bfloat16 as stored, and the rest widened into one float32 buffer (the half path makes a
-// tensor, and a dispatcher call, of each).
-void forward_raw_bf16(const RawForward& f) {
-  const LayerSizes& s = f.sizes;
-  TORCH_CHECK(s.batch == 1, "cpu_forward_raw: bfloat16 for batch 1 only, got ", s.batch);
-  const bool lstm = f.cell == CellKind::kLstm, stored_w_ih = s.steps == 1;
-  const int64_t T = s.steps, I = s.input, H = s.hidden, P = s.output, G = s.gates;
-  // The float32 buffer's parts, in order: inputs, then outputs.
-  const int64_t n_x = T * I, n_h0 = P, n_c0 = lstm ? H : 0, n_bias = f.b_ih ? G : 0;
-  const int64_t n_w_ih = stored_w_ih ? 0 : G * I, n_w_hr = f.w_hr ? P * H : 0;
-  const int64_t n_y = T * P, n_c = lstm ? H : 0;
-  const int64_t total = n_x + n_h0 + n_c0 + 2 * n_bias + n_w_ih + n_w_hr + n_y + P + n_c;
-  const at::Tensor buffer = allocate({total}, at::TensorOptions().dtype(at::kFloat));
-  float* next = buffer.data_ptr<float>();
-  auto take = [&](int64_t n) {
-    float* part = n > 0 ? next : nullptr;
-    next += n;
-    return part;
-  };
-  auto widen = [](const void* source, int64_t n, float* out) -> const float* {
-    const auto* in = static_cast<const c10::BFloat16*>(source);
-    for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(in[i]);
-    return n > 0 ? out : nullptr;
-  };
-  ForwardIO<float, float> io;
-  io.x = widen(f.x, n_x, take(n_x));
-  io.h0 = widen(f.h0, n_h0, take(n_h0));
-  io.c0 = widen(f.c0, n_c0, take(n_c0));
-  LayerWeights<float> w;
-  w.input_size = I;
-  w.hidden_size = H;
-  w.proj_size = s.projected ? P : 0;
-  w.b_ih = widen(f.b_ih, n_bias, take(n_bias));
-  w.b_hh = widen(f.b_hh, n_bias, take(n_bias));
-  w.w_ih = widen(f.w_ih, n_w_ih, take(n_w_ih));
-  w.w_hr = widen(f.w_hr, n_w_hr, take(n_w_hr));
-  w.w_ih_bf16 = stored_w_ih ? static_cast<const uint16_t*>(f.w_ih) : nullptr;
-  w.w_hh_bf16 = static_cast<const uint16_t*>(f.w_hh);
-  io.y = take(n_y);
-  io.h_n = take(P);
-  io.c_n = take(n_c);
-  run_recurrence<float>(f.cell, cpu::CpuBackend<float>(/*bf16_call=*/true),
-                        SequenceShape(T, 1), w, io, f.reverse);
-  auto round = [](const float* in, int64_t n, void* destination) {
-    auto* out = static_cast<c10::BFloat16*>(destination);
-    for (int64_t i = 0; i < n; ++i) out[i] = c10::BFloat16(in[i]);
-  };
-  round(io.y, n_y, f.y);
-  round(io.h_n, P, f.h_n);
-  round(io.c_n, n_c, f.c_n);
-}
-
-}  // namespace
 
 void cpu_forward_raw(const RawForward& f) {
   if (f.dtype == at::kBFloat16) return forward_raw_bf16(f);

@@ -12,11 +12,12 @@ namespace fastrnn::ops {
 // float16, bfloat16).
 void cpu_forward(CellKind cell, const LayerCall& call, const ForwardOutputs& out);
 
-// One layer and direction of a float32 or float64 (or, batch 1, bfloat16) inference call on raw,
-// contiguous storage, for the fast path: its state rows point straight into the stack's [layers * directions, B, P]
-// tensors, with no views, no LayerCall and no workspace tensor (each of those is a dispatcher
-// call or an allocation, a few hundred ns apiece, on a call whose whole step can take 5 us).
-// `sizes` from check_layer (padded input); b_ih, b_hh and w_hr may be null.
+// One layer and direction of a float32 or float64 inference call, or of a bfloat16 call of one
+// row, on raw, contiguous storage. The fast path's calls: their state rows point straight into
+// the stack's [layers * directions, B, P] tensors, with no views, no LayerCall and no workspace
+// tensor (each of those is a dispatcher call or an allocation, a few hundred ns apiece, on a call
+// whose whole step can take 5 us). The bfloat16 op calls of one row come here too (cpu_ops.cpp),
+// with their workspace when they train. `sizes` from check_layer; b_ih, b_hh and w_hr may be null.
 struct RawForward {
   CellKind cell = CellKind::kLstm;
   at::ScalarType dtype = at::kFloat;
@@ -26,6 +27,7 @@ struct RawForward {
   const void *w_ih = nullptr, *w_hh = nullptr, *b_ih = nullptr, *b_hh = nullptr,
              *w_hr = nullptr;
   void *y = nullptr, *h_n = nullptr, *c_n = nullptr;  // c_n: LSTM only
+  void* workspace = nullptr;  // bfloat16 only (its op calls): float32 [T, W] to save, or null
 };
 void cpu_forward_raw(const RawForward& f);
 

@@ -39,16 +39,10 @@ LayerWeights<T> weights_of(const LayerCall& call) {
   return w;
 }
 
-// Weights a call leaves in bfloat16 for the step kernels to read as stored
-// (LayerWeights::w_ih_bf16, w_hh_bf16), or undefined; the LayerCall's own is then undefined.
-struct StoredBf16 {
-  at::Tensor w_ih, w_hh;
-};
-
 // `x_proj`: undefined, or x W_ih^T of every row as a bfloat16 [N, G] tensor (ForwardIO::x_proj).
 template <CellKind kCell, class Backend>
 void run_forward(const Backend& backend, const LayerCall& call, const ForwardOutputs& out,
-                 const at::Tensor& x_proj = at::Tensor(), const StoredBf16& stored = {}) {
+                 const at::Tensor& x_proj = at::Tensor()) {
   using T = typename Backend::T;
   using A = typename Backend::A;
   ForwardIO<T, A> io;
@@ -62,10 +56,7 @@ void run_forward(const Backend& backend, const LayerCall& call, const ForwardOut
   io.workspace = out.workspace.defined() && out.workspace.numel() > 0 ? pointer<A>(out.workspace)
                                                                       : nullptr;
   io.x_proj = pointer<c10::BFloat16>(x_proj);
-  LayerWeights<T> w = weights_of<T>(call);
-  w.w_ih_bf16 = pointer<uint16_t>(stored.w_ih);
-  w.w_hh_bf16 = pointer<uint16_t>(stored.w_hh);
-  recurrence_forward<kCell>(backend, sequence_of(call), w, io, call.reverse);
+  recurrence_forward<kCell>(backend, sequence_of(call), weights_of<T>(call), io, call.reverse);
 }
 
 template <CellKind kCell, class Backend>
