@@ -67,6 +67,10 @@ def _worker(rank, world, port, out_dir):
         x, y = _data()
         grads, weights = _train(model, ddp, x, y, rank, world)
         torch.save({"grads": grads, "weights": weights}, os.path.join(out_dir, f"rank{rank}.pt"))
+        # Both ranks leave their last collective before either tears gloo down: CI once saw
+        # rank 1 abort ("terminate called without an active exception") while rank 0 was
+        # already destroying the group and its store.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
