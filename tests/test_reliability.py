@@ -13,6 +13,7 @@ Bounded memory on long sequences and the leak check live in test_memory.py.
 from __future__ import annotations
 
 import copy
+import os
 import threading
 
 import pytest
@@ -317,6 +318,25 @@ def test_bitwise_deterministic_at_a_fixed_thread_count(mode, threads, generator)
         assert torch.equal(runs[0][key], runs[1][key]), key
     assert torch.equal(inference[0], inference[1])
     assert torch.equal(inference[0], runs[0]["output"])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_more_threads_than_cores_match_torch(mode, generator):
+    """Twice as many intra-op threads as cores: the threads of a step wait for partners that
+    are descheduled, past the barrier's spinning into its sleeping wait (spin_barrier.h), in the
+    forward steps and in backward. Results still equal torch.nn's."""
+    reference, fast = make_pair(mode, 32, 192, dtype=torch.float64)
+    x = randn(generator, 40, 1, 32, dtype=torch.float64)
+    hx = _states(generator, mode, 1, 1, 192)
+    grad_output, grad_state = _grads_for(reference, generator, x, hx)
+    expected = run_with_grads(reference, x, hx, grad_output, grad_state)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(max(4, 2 * (os.cpu_count() or 1)))
+    try:
+        actual = run_with_grads(fast, x, hx, grad_output, grad_state)
+    finally:
+        torch.set_num_threads(previous)
+    _assert_same(actual, expected, torch.float64)
 
 
 # ---- concurrency ----
