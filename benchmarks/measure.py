@@ -1,8 +1,9 @@
 """Timing, FLOPs, the device's GEMM rate and memory, for the benchmark suite.
 
 Timings use torch.utils.benchmark (which sets the thread count and synchronizes CUDA around
-each run) and take the median of single runs made in turn (A B C A B C ...), so a drift in the
-machine's speed hits every implementation alike; ratios come from one run.
+each run) and take the median of single runs made in turn (A B C A B C ...), each right after
+an untimed run of the same implementation, so a drift in the machine's speed hits every
+implementation alike and none is timed in the wake of another; ratios come from one run.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ def alternate_medians(runners: dict[str, Runner], repeats: int, threads: int,
                       warmup: int = 2) -> dict[str, float]:
     """Median seconds per time step (streaming) or per call (everything else) of each runner.
 
-    Runners take turns in one fixed order, so every timed call follows a call of another
-    runner, never one of its own. A call right after its own finds its weights in cache and its
-    thread pool awake: onnxruntime's batch-1 LSTM H256 call took 0.95 ms after itself and
-    1.76 ms after fastrnn's (whose time did not depend on what ran before it). The earlier
-    A B C, C B A order gave the first and last runner that warm start in every other round and
-    the middle one never."""
+    Each timed call comes right after an untimed call of the same runner: every implementation
+    is timed as it runs back to back (weights in cache, thread pool awake), and what the
+    previous runner left behind (its data in cache, onnxruntime's threads still spinning) lands
+    on the untimed call. Measured per predecessor without it (batch-1 LSTM H256, 2 threads):
+    onnxruntime took 0.95 ms after itself and 1.76 ms after fastrnn; torch.nn's streaming GRU
+    H256 8.9 ms after itself and 16.9 ms after onnxruntime. The earlier order (A B C, C B A,
+    one timed call each) gave the first and last runner a run after itself in every other round
+    and the middle one never."""
     timers = {name: benchmark.Timer("call()", globals={"call": r.call}, num_threads=threads)
               for name, r in runners.items()}
     for timer in timers.values():
@@ -33,6 +36,7 @@ def alternate_medians(runners: dict[str, Runner], repeats: int, threads: int,
     times: dict[str, list[float]] = {name: [] for name in runners}
     for _ in range(repeats):
         for name in runners:
+            timers[name].timeit(1)
             times[name].append(timers[name].timeit(1).median)
     return {name: statistics.median(t) / runners[name].steps_per_call for name, t in times.items()}
 
