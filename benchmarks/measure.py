@@ -9,6 +9,7 @@ implementation alike and none is timed in the wake of another; ratios come from 
 from __future__ import annotations
 
 import statistics
+import time
 
 import torch
 from torch.utils import benchmark
@@ -23,7 +24,8 @@ def alternate_medians(runners: dict[str, Runner], repeats: int, threads: int,
     Each timed call comes right after an untimed call of the same runner: every implementation
     is timed as it runs back to back (weights in cache, thread pool awake), and what the
     previous runner left behind (its data in cache, onnxruntime's threads still spinning) lands
-    on the untimed call. Measured per predecessor without it (batch-1 LSTM H256, 2 threads):
+    on the untimed call, after settle() has waited out threads still busy. Measured per
+    predecessor without the untimed call (batch-1 LSTM H256, 2 threads):
     onnxruntime took 0.95 ms after itself and 1.76 ms after fastrnn; torch.nn's streaming GRU
     H256 8.9 ms after itself and 16.9 ms after onnxruntime. The earlier order (A B C, C B A,
     one timed call each) gave the first and last runner a run after itself in every other round
@@ -33,12 +35,28 @@ def alternate_medians(runners: dict[str, Runner], repeats: int, threads: int,
     for timer in timers.values():
         for _ in range(warmup):
             timer.timeit(1)
+        settle()
     times: dict[str, list[float]] = {name: [] for name in runners}
     for _ in range(repeats):
         for name in runners:
             timers[name].timeit(1)
             times[name].append(timers[name].timeit(1).median)
+            settle()
     return {name: statistics.median(t) / runners[name].steps_per_call for name, t in times.items()}
+
+
+def settle(limit: float = 0.5) -> None:
+    """Returns once no other thread of this process has been busy for 5 ms (at most `limit`
+    seconds). onnxruntime's pool threads keep spinning after a session run: measured after a
+    streaming LSTM H256 call (100 runs), one of them burned a core for 40 ms, and a torch.nn or
+    fastrnn call in that time shared 2 cores among 3 busy threads (streaming rows came out 3x
+    slow, in some processes and not others)."""
+    deadline = time.perf_counter() + limit
+    while time.perf_counter() < deadline:
+        busy = time.process_time()  # all threads' CPU time; this one sleeps
+        time.sleep(0.005)
+        if time.process_time() - busy < 0.0005:
+            return
 
 
 def forward_flops(w: Workload, tokens: int | None = None) -> float:
