@@ -358,14 +358,12 @@ class CpuBackend {
     SpinBarrier barrier;
 #pragma omp parallel num_threads(threads)
     {
-#pragma omp single
-      barrier.set_team(omp_get_num_threads());
-      const int64_t id = omp_get_thread_num(), team = omp_get_num_threads();
+      const int team = omp_get_num_threads(), id = omp_get_thread_num();
       const int64_t begin = w.panels.count * id / team, end = w.panels.count * (id + 1) / team;
       uint32_t generation = 0;
       for (int64_t s = 0; s < steps; ++s) {
         run_share(s, begin, end);
-        if (s + 1 < steps) barrier.wait(generation);
+        if (s + 1 < steps) barrier.wait(generation, team);
       }
     }
   }
@@ -446,15 +444,13 @@ class CpuBackend {
     SpinBarrier barrier;
 #pragma omp parallel num_threads(threads)
     {
-#pragma omp single
-      barrier.set_team(omp_get_num_threads());
-      const int64_t id = omp_get_thread_num(), team = omp_get_num_threads();
+      const int team = omp_get_num_threads(), id = omp_get_thread_num();
       const int64_t u0 = std::min(units, blocks * id / team * width);
       const int64_t u1 = std::min(units, blocks * (id + 1) / team * width);
       uint32_t generation = 0;
       for (int64_t k = k0; k < k1; ++k) {
         if (u1 > u0) pointwise(k, u0, u1);
-        barrier.wait(generation);
+        barrier.wait(generation, team);
         if (u1 > u0) recurrent(k, u0, u1);
       }
     }

@@ -23,15 +23,13 @@ class SpinBarrier {
   // 2-thread LSTM call 3x slower when two other busy processes shared the 2 cores.
   static constexpr int64_t kSpins = 1 << 9;
 
-  // `team` threads, each calling wait() the same number of times. Set before any of them waits.
-  void set_team(int team) { team_ = team; }
-
-  // Returns once all `team` threads have called wait() for the generation-th time. Writes made
-  // before the call by any of them are visible after it to all. `generation` is the calling
-  // thread's own count of barriers passed (start at 0).
-  void wait(uint32_t& generation) {
+  // Returns once all `team` threads (every thread of the calling OpenMP team, each passing the
+  // same `team`) have called wait() for the generation-th time. Writes made before the call by
+  // any of them are visible after it to all. `generation` is the calling thread's own count of
+  // barriers passed (start at 0).
+  void wait(uint32_t& generation, int team) {
     const uint32_t next = ++generation;
-    if (arrived_.fetch_add(1, std::memory_order_acq_rel) == team_ - 1) {
+    if (arrived_.fetch_add(1, std::memory_order_acq_rel) == team - 1) {
       // Last to arrive: reset the count for the next generation before releasing the others
       // (they can only arrive again after they see the release, which orders the reset first).
       arrived_.store(0, std::memory_order_relaxed);
@@ -59,7 +57,6 @@ class SpinBarrier {
 
   alignas(64) std::atomic<int> arrived_{0};
   alignas(64) std::atomic<uint32_t> released_{0};
-  int team_ = 1;  // read-only while threads wait
 };
 
 }  // namespace fastrnn::cpu
