@@ -10,6 +10,7 @@ direction over the whole sequence); ``fastrnn.functional`` runs them on explicit
 """
 
 from fastrnn import _ops  # noqa: F401  (loads the extension, registers ops, fakes and autograd)
+from fastrnn import _C  # after _ops, which loads torch's libraries first
 from fastrnn import functional
 from fastrnn.cells import GRUCell, LSTMCell, RNNCell, RNNCellBase
 from fastrnn.convert import convert, to_torch
@@ -17,5 +18,16 @@ from fastrnn.modules import GRU, LSTM, RNN, RNNBase
 
 __version__ = "0.1.0"
 
+
+def empty_cache() -> int:
+    """Frees the CPU memory blocks fastrnn keeps for reuse and returns their size in bytes.
+
+    fastrnn's CPU outputs, workspaces, gradients and scratch of 1 MB or more come from blocks
+    it keeps after use (at most 1 GiB of free ones), so that the next call of the same shapes
+    does not page-fault fresh memory in; like torch.cuda.empty_cache(), this hands the free ones
+    back. Blocks still referenced by tensors are untouched."""
+    return _C.empty_cache()
+
+
 __all__ = ["RNN", "LSTM", "GRU", "RNNBase", "RNNCell", "LSTMCell", "GRUCell", "RNNCellBase",
-           "convert", "to_torch", "functional", "__version__"]
+           "convert", "to_torch", "functional", "empty_cache", "__version__"]

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import fastrnn
 from utils import make_pair, randn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,3 +107,35 @@ def test_long_sequence_runs_in_bounded_memory(mode):
         bound = 2 * case["must_exist_bytes"] + 16 * 2**20
         assert case["peak_bytes"] <= bound, case
         assert case["stack_growth_bytes"] <= 2**20, case
+
+
+# ---- the block cache (csrc/ops/block_cache.h) ----
+
+def test_cpu_blocks_are_reused_resizable_and_released(generator):
+    """Outputs of 1 MB or more come from blocks fastrnn keeps after use: a second call of the
+    same shapes takes its output block from the cache instead of fresh memory, the results stay
+    torch.nn's, the tensors are ordinary (resizable) ones, and fastrnn.empty_cache() frees the
+    free blocks."""
+    from fastrnn import _C
+
+    reference, fast = make_pair("LSTM", 16, 512, dtype=torch.float32)
+    x = randn(generator, 150, 4, 16, dtype=torch.float32)  # output 150 x 4 x 512 floats: 1.2 MB
+    fastrnn.empty_cache()
+    assert _C.cached_bytes() == 0
+    with torch.no_grad():
+        expected = reference(x)[0]
+        first = fast(x)[0]
+        output_block = 2 * 2**20  # 1.2 MB rounded up to the 2 MB granule
+        held = _C.cached_bytes()  # the call's scratch, back in the cache; not the output
+        first_ptr = first.data_ptr()
+        del first
+        assert _C.cached_bytes() == held + output_block
+        second = fast(x)[0]
+    assert _C.cached_bytes() == held  # the output took the same block back
+    assert second.data_ptr() == first_ptr
+    torch.testing.assert_close(second, expected, rtol=1e-5, atol=1e-6)
+    second.resize_(300, 4, 512)  # a storage torch can grow, as torch.nn's outputs
+    torch.testing.assert_close(second[:150], expected, rtol=1e-5, atol=1e-6)
+    del second
+    assert fastrnn.empty_cache() >= held
+    assert _C.cached_bytes() == 0

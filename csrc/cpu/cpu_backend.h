@@ -23,6 +23,7 @@
 #include "cpu/spin_barrier.h"
 #include "fastrnn/cells.h"
 #include "fastrnn/debug.h"
+#include "ops/block_cache.h"
 #include "ops/recurrence.h"
 
 namespace fastrnn::cpu {
@@ -66,8 +67,7 @@ class CpuBackend {
   // uint16_t buffers hold bfloat16, where all ones is a NaN).
   template <class U>
   at::Tensor scratch(int64_t elements) const {
-    at::Tensor buffer =
-        at::empty({elements}, at::TensorOptions().dtype(c10::CppTypeToScalarType<U>::value));
+    at::Tensor buffer = ops::empty_cached({elements}, c10::CppTypeToScalarType<U>::value);
     if (debug_poison()) {
       if constexpr (std::is_floating_point_v<U>) {
         buffer.fill_(NAN);

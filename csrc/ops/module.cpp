@@ -9,6 +9,7 @@
 
 #include "cpu/blas.h"
 #include "cpu/isa.h"
+#include "ops/block_cache.h"
 #include "ops/fast_path.h"
 #ifdef FASTRNN_WITH_CUDA
 #include "cuda/build_info.h"
@@ -122,6 +123,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("build_info", &build_info,
         "How the extension was built: compilers, torch headers, OpenMP, sanitizers, CUDA archs.");
   m.def("cpu_activation", &cpu_activation, "Vector-math activation of one instruction set.");
+  m.def("empty_cache", &fastrnn::ops::release_cached_blocks,
+        "Frees the CPU blocks fastrnn keeps for reuse (ops/block_cache.h); returns the bytes.");
+  m.def("cached_bytes", &fastrnn::ops::cached_free_bytes,
+        "Bytes of free CPU blocks fastrnn keeps for reuse.");
   m.def("forward_fast", &fastrnn::ops::forward_fast,
         "The modules' inference fast path on CPU (a whole stack, no autograd), or None.");
 }
