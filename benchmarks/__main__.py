@@ -86,7 +86,7 @@ def progress(done: int, total: int, label: str) -> None:
 
 def run_row(w: Workload, implementations: list, args, gemm: float) -> dict:
     runners = {impl.name: r for impl in implementations if (r := impl.runner(w)) is not None}
-    seconds = measure.alternate_medians(runners, args.repeats, args.threads)
+    seconds = measure.medians_in_turn(runners, args.repeats, args.threads)
     streaming = w.case.mode == "streaming"
     scale = 1e6 if streaming else 1e3
     c = w.case

@@ -17,7 +17,7 @@ from torch.utils import benchmark
 from benchmarks.peers import GATES, Runner, Workload
 
 
-def alternate_medians(runners: dict[str, Runner], repeats: int, threads: int,
+def medians_in_turn(runners: dict[str, Runner], repeats: int, threads: int,
                       warmup: int = 2) -> dict[str, float]:
     """Median seconds per time step (streaming) or per call (everything else) of each runner.
 

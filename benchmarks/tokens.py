@@ -1,6 +1,6 @@
 """Does packed training cost what its real tokens cost? fastrnn on a PackedSequence (lengths
 uniform in [T/2, T], the packed set's) against fastrnn on the same batch padded to T, timed in
-alternating order in one run:
+turn in one run (benchmarks/measure.py):
 
     python -m benchmarks.tokens [--threads 2] [--repeats 7] [--cells LSTM GRU RNN]
 
@@ -15,7 +15,7 @@ import dataclasses
 
 import torch
 
-from benchmarks.measure import alternate_medians
+from benchmarks.measure import medians_in_turn
 from benchmarks.peers import FastRNN, Workload
 from benchmarks.shapes import cases
 
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
             padded = dataclasses.replace(packed, case=dataclasses.replace(case, mode="training"))
             assert torch.equal(padded.x, packed.x)  # same data; the padded run computes every step
             runners = {"padded": FastRNN().runner(padded), "packed": FastRNN().runner(packed)}
-            times = alternate_medians(runners, args.repeats, args.threads)
+            times = medians_in_turn(runners, args.repeats, args.threads)
             fraction = packed.tokens / (case.steps * case.batch)
             ratio = times["packed"] / (times["padded"] * fraction)
             print(f"| {cell} | {case.label} | {times['padded'] * 1e3:.3f} | {times['packed'] * 1e3:.3f} "
