@@ -106,6 +106,9 @@ struct HiddenGradStep {
   const uint16_t* w_bf16 = nullptr;
 };
 
+// The widest vector of any instruction set's kernels, in elements (AVX-512, float32).
+constexpr int64_t kMaxVectorWidth = 16;
+
 // Elementwise activations of the vector math, exposed so tests can check every instruction
 // set's exp/sigmoid/tanh against libm.
 enum class Activation { kSigmoid, kTanh, kRelu };
@@ -122,7 +125,8 @@ struct StepKernels {
   void (*rnn_relu_backward)(const RnnBackwardStep<T>&);
   void (*activation)(Activation kind, const T* in, T* out, int64_t n);
 
-  // The fused forward steps (see Panels), and the vector width their panels are built for.
+  // The fused forward steps (see Panels), and the vector width their panels are built for
+  // (at most kMaxVectorWidth).
   int64_t vector_width;
   void (*lstm_fused_forward)(const FusedForwardStep<LstmForwardStep<T>, T>&);
   void (*gru_fused_forward)(const FusedForwardStep<GruForwardStep<T>, T>&);

@@ -211,6 +211,7 @@ StepKernels<T> make_step_kernels() {
   k.rnn_relu_forward = &rnn_forward<cell::ReluActivation, V, T>;
   k.rnn_relu_backward = &rnn_backward<cell::ReluActivation, V, T>;
   k.activation = &activation<V, T>;
+  static_assert(V::kWidth <= kMaxVectorWidth);
   k.vector_width = V::kWidth;
   k.lstm_fused_forward = &lstm_fused_forward<V, T>;
   k.gru_fused_forward = &gru_fused_forward<V, T>;
