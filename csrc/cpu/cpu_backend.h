@@ -143,9 +143,19 @@ class CpuBackend {
     }
   };
 
-  // Steps of at most this many rows read W_hh as stored (see Panels); more rows amortise a
-  // packing pass per call over the reuse of each panel load by a tile of rows.
+  // Steps of at most kNativeRows rows read W_hh as stored (see Panels), as do short calls of
+  // a few rows (at most kNativeShortRows rows a step and kNativeCallRows in all, rows x steps):
+  // more rows or steps amortise a packing pass per call over the reuse of each panel load by a
+  // tile of rows, while a short call pays the pass (a read and a write of W_hh) for a step or
+  // two. Measured on 2 threads, us per step packed vs as stored: LSTM I = H = 512, B=2 T=1
+  // 599 vs 102, B=8 T=1 664 vs 323, B=8 T=4 400 vs 339, but B=2 T=16 87 vs 103 and B=4 T=16
+  // 124 vs 175; GRU H = 256, B=8 T=1 131 vs 58, B=4 T=4 38 vs 31; B=16 T=1 about even.
   static constexpr int64_t kNativeRows = 1;
+  static constexpr int64_t kNativeShortRows = 8;
+  static constexpr int64_t kNativeCallRows = 32;
+  static bool reads_weights_as_stored(int64_t rows, int64_t steps) {
+    return rows <= kNativeRows || (rows <= kNativeShortRows && rows * steps <= kNativeCallRows);
+  }
 
   // Packed steps of at least this many rows also compute x W_ih^T, from W_ih packed like W_hh
   // (StepInput), instead of one CPU BLAS GEMM per chunk of steps: the micro-kernel runs at
@@ -162,8 +172,8 @@ class CpuBackend {
   static constexpr int64_t kFusedInputCallRows = 256;
 
   // The fused steps' view of W_hh [gates * H, P]: as stored for steps of at most kNativeRows
-  // rows, else packed into panels once per call (in parallel for big weights). A call of one
-  // such step also computes its input projection in the step kernel (StepInput), as do steps
+  // rows and short calls of a few rows (reads_weights_as_stored), else packed into panels once
+  // per call (in parallel for big weights). A call of one such step also computes its input projection in the step kernel (StepInput), as do steps
   // of kFusedInputRows or more, from W_ih packed the same way (float32 and float64; bfloat16
   // products take their input projection from one bfloat16 GEMM). `w` is the driver's
   // LayerWeights<T> (ops/recurrence.h).
@@ -178,7 +188,7 @@ class CpuBackend {
     p.units = panel_vectors(kCell) * width;
     p.count = (H + p.units - 1) / p.units;
     fused.rows = rows;
-    if (rows <= kNativeRows) {
+    if (reads_weights_as_stored(rows, steps)) {
       p.packed = false;
       p.data = w.w_hh;
       p.stored_bf16 = w.w_hh_bf16;
