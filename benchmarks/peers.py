@@ -75,7 +75,7 @@ def module_runner(module: nn.Module, w: Workload) -> Runner:
         return Runner(infer, module=module)
     if mode == "streaming":
         module.eval()
-        steps = [w.x[t:t + 1] for t in range(w.case.steps)]  # each [1, B=1, I]
+        steps = [w.x[t:t + 1] for t in range(w.case.steps)]  # each [1, B, I]
 
         def stream():
             with torch.no_grad():
@@ -156,7 +156,7 @@ class OnnxRuntime:
         lstm = w.cell == "LSTM"
         module = w.reference.eval()
         layers = w.case.layers * (2 if w.case.bidirectional else 1)
-        h0 = torch.zeros(layers, 1, w.case.hidden)
+        h0 = torch.zeros(layers, w.case.batch, w.case.hidden)
 
         class Step(nn.Module):  # (x_t, h[, c]) -> (y_t, h', [c'])
             def __init__(self):

@@ -3,8 +3,9 @@
 A case is one shape in one mode:
     inference   eval, no grad, whole sequence
     training    forward + backward of the whole sequence
-    streaming   B = 1, one time step per module call, state carried over (as an online model
-                runs); timed per step, module call included
+    streaming   one time step per module call, state carried over, as an online model runs
+                (B = 1) or a decoder steps a small batch (B = 8); timed per step, module call
+                included
     packed      training on a PackedSequence whose lengths are uniform in [T/2, T]
 Sets are sized for the device: a 2-core CPU gets shapes that time in seconds, a GPU larger ones.
 """
@@ -49,8 +50,9 @@ def cases(set_name: str, device: str) -> list[Case]:
         shapes = ([(25, 32, 512), (25, 64, 1024), (50, 32, 1760), (25, 16, 2048)] if gpu
                   else [(25, 16, 512), (25, 32, 512), (25, 16, 1024)])
         return [Case("deepbench", "training", t, b, h, h) for t, b, h in shapes]
-    if set_name == "streaming":  # B = 1, one step per call
-        return [Case("streaming", "streaming", 100, 1, h, h) for h in (128, 256, 512)]
+    if set_name == "streaming":  # one step per call: B = 1, and a small batch
+        return ([Case("streaming", "streaming", 100, 1, h, h) for h in (128, 256, 512)]
+                + [Case("streaming", "streaming", 100, 8, 256, 256)])
     if set_name == "batch1":  # B = 1, whole sequence
         return _both("batch1", [(100, 1, h, h) for h in (128, 256)])
     if set_name == "small":  # small hidden, long sequences
