@@ -164,11 +164,12 @@ class CpuBackend {
   // T = 100, inference: LSTM B=64 130-132 ms vs 144-145 ms, GRU B=64 106 vs 118 ms, LSTM
   // B=8 19.2 vs 20.8 ms. At 2 rows the GEMM's many rows still win (LSTM H=256: 2.1 vs 1.8 ms).
   static constexpr int64_t kFusedInputRows = 4;
-  // ... and calls of at least this many rows in all (rows x steps): packing W_ih costs about a
-  // nanosecond per element, which a short call does not win back. Measured, LSTM I=H=512,
-  // B=64, inference: T=1 2.6-2.8 ms fused vs 2.5-2.9 unfused on 2 threads and 5.3-5.5 vs
-  // 4.6-4.9 ms on one; T=4 13.2-13.3 vs 12.8-12.9 ms on one; fused ahead from T=8 (512 rows)
-  // on one thread and from about 256 rows on two.
+  // ... and calls of at least this many rows in all (rows x steps): packing W_ih (a read and
+  // a write of it) costs more than a short call wins back. Measured, LSTM I=H=512, B=64,
+  // inference: T=1 2.6-2.8 ms fused vs 2.5-2.9 unfused on 2 threads and 5.3-5.5 vs 4.6-4.9 ms
+  // on one; T=4 13.2-13.3 vs 12.8-12.9 ms on one; fused ahead from T=8 (512 rows) on one thread
+  // and from about 256 rows on two. With the tiled packing (pack_panels), a bar of 64 rows
+  // still lost: one thread, B=64 T=1 5.4-5.5 ms vs 4.1-4.2, T=2 7.6-7.8 vs 6.9; two about even.
   static constexpr int64_t kFusedInputCallRows = 256;
 
   // The fused steps' view of W_hh [gates * H, P]: as stored for steps of at most kNativeRows
