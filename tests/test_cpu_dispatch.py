@@ -79,12 +79,13 @@ PARITY_SCRIPT = textwrap.dedent("""
             for a, b in zip(torch.autograd.grad(outs[1], [x, *fast.parameters()], g),
                             torch.autograd.grad(outs[0], [x, *ref.parameters()], g)):
                 torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
-        # bfloat16 at batch 1 widens bfloat16 weights as it reads them: float32's result exactly
-        for steps in (1, 5):
+        # bfloat16 that reads W_hh as stored (batch 1, short calls of a few rows) widens bfloat16
+        # weights as it reads them: float32's result exactly
+        for steps, batch in ((1, 1), (5, 1), (1, 3), (5, 3)):
             fast16 = getattr(fastrnn, mode)(19, 21).to(torch.bfloat16)
             fast32 = getattr(fastrnn, mode)(19, 21)
             fast32.load_state_dict({k: v.float() for k, v in fast16.state_dict().items()})
-            x = torch.randn(steps, 1, 19).to(torch.bfloat16)
+            x = torch.randn(steps, batch, 19).to(torch.bfloat16)
             with torch.no_grad():
                 assert torch.equal(fast16(x)[0], fast32(x.float())[0].to(torch.bfloat16))
     print("ok")

@@ -68,22 +68,24 @@ void run_recurrence(CellKind cell, const cpu::CpuBackend<T>& backend, const Sequ
   }
 }
 
-// bfloat16 of one row, for the op and the fast path alike: what the half path computes for
-// other calls (float32 on the widened values, rounded to bfloat16 once at the end of the layer),
-// with W_hh, and for a single step W_ih, read in bfloat16 as stored (steps of one row read W_hh
-// as stored anyway, so float32 copies of the weights, 10x the step itself for an online H=256
-// LSTM, would buy nothing), and the rest widened into one float32 buffer. A packed batch of one
-// is the same T steps of one row.
+// bfloat16 calls that read W_hh as stored (cpu_bf16_raw), for the op and the fast path alike:
+// what the half path computes for other calls (float32 on the widened values, rounded to
+// bfloat16 once at the end of the layer), with W_hh, and for a single step W_ih, read in
+// bfloat16 as stored (such steps read W_hh as stored anyway, so float32 copies of the weights,
+// 10x the step itself for an online H=256 LSTM, would buy nothing), and the rest widened into
+// one float32 buffer. A packed batch of one is the same T steps of one row.
 void forward_raw_bf16(const RawForward& f) {
   const LayerSizes& s = f.sizes;
-  TORCH_CHECK(s.batch == 1, "cpu_forward_raw: bfloat16 for batch 1 only, got ", s.batch);
+  TORCH_CHECK((s.batch == 1 || !s.packed) && cpu_bf16_raw(s.batch, s.steps),
+              "cpu_forward_raw: a bfloat16 call that reads W_hh as stored, got ", s.batch,
+              " rows x ", s.steps, " steps");
   const bool lstm = f.cell == CellKind::kLstm, stored_w_ih = s.steps == 1;
-  const int64_t T = s.steps, I = s.input, H = s.hidden, P = s.output, G = s.gates;
+  const int64_t T = s.steps, B = s.batch, I = s.input, H = s.hidden, P = s.output, G = s.gates;
   // The float32 buffer's parts, in order: inputs, then outputs.
-  const int64_t n_x = T * I, n_h0 = P, n_c0 = lstm ? H : 0, n_bias = f.b_ih ? G : 0;
+  const int64_t n_x = T * B * I, n_h0 = B * P, n_c0 = lstm ? B * H : 0, n_bias = f.b_ih ? G : 0;
   const int64_t n_w_ih = stored_w_ih ? 0 : G * I, n_w_hr = f.w_hr ? P * H : 0;
-  const int64_t n_y = T * P, n_c = lstm ? H : 0;
-  const int64_t total = n_x + n_h0 + n_c0 + 2 * n_bias + n_w_ih + n_w_hr + n_y + P + n_c;
+  const int64_t n_y = T * B * P, n_h = B * P, n_c = lstm ? B * H : 0;
+  const int64_t total = n_x + n_h0 + n_c0 + 2 * n_bias + n_w_ih + n_w_hr + n_y + n_h + n_c;
   const at::Tensor buffer = allocate({total}, at::TensorOptions().dtype(at::kFloat));
   float* next = buffer.data_ptr<float>();
   auto take = [&](int64_t n) {
@@ -115,15 +117,15 @@ void forward_raw_bf16(const RawForward& f) {
   w.w_ih_bf16 = stored_w_ih ? static_cast<const uint16_t*>(f.w_ih) : nullptr;
   w.w_hh_bf16 = static_cast<const uint16_t*>(f.w_hh);
   io.y = take(n_y);
-  io.h_n = take(P);
+  io.h_n = take(n_h);
   io.c_n = take(n_c);
-  run_recurrence<float>(f.cell, backend, SequenceShape(T, 1), w, io, f.reverse);
+  run_recurrence<float>(f.cell, backend, SequenceShape(T, B), w, io, f.reverse);
   auto round = [](const float* in, int64_t n, void* destination) {
     auto* out = static_cast<c10::BFloat16*>(destination);
     for (int64_t i = 0; i < n; ++i) out[i] = c10::BFloat16(in[i]);
   };
   round(io.y, n_y, f.y);
-  round(io.h_n, P, f.h_n);
+  round(io.h_n, n_h, f.h_n);
   round(io.c_n, n_c, f.c_n);
 }
 
@@ -163,7 +165,9 @@ struct CpuDevice {
 
   template <CellKind kCell>
   static void forward(const LayerCall& call, const ForwardOutputs& out) {
-    if (call.input.scalar_type() == at::kBFloat16 && call.sizes.batch == 1) {
+    const LayerSizes& s = call.sizes;
+    if (call.input.scalar_type() == at::kBFloat16 && (s.batch == 1 || !s.packed) &&
+        cpu_bf16_raw(s.batch, s.steps)) {
       forward_raw_bf16(raw_of(kCell, call, out));
       return;
     }
@@ -230,7 +234,7 @@ void cpu_forward(CellKind cell, const LayerCall& call, const ForwardOutputs& out
 void cpu_forward_raw(const RawForward& f) {
   if (f.dtype == at::kBFloat16) return forward_raw_bf16(f);
   TORCH_CHECK(f.dtype == at::kFloat || f.dtype == at::kDouble,
-              "cpu_forward_raw: float32, float64 or (batch 1) bfloat16, got ", f.dtype);
+              "cpu_forward_raw: float32, float64 or bfloat16, got ", f.dtype);
   AT_DISPATCH_FLOATING_TYPES(f.dtype, "cpu_forward_raw", [&] {
     using T = scalar_t;
     ForwardIO<T, T> io;
@@ -252,6 +256,10 @@ void cpu_forward_raw(const RawForward& f) {
     run_recurrence<T>(f.cell, cpu::CpuBackend<T>(), SequenceShape(f.sizes.steps, f.sizes.batch),
                       w, io, f.reverse);
   });
+}
+
+bool cpu_bf16_raw(int64_t batch, int64_t steps) {
+  return cpu::CpuBackend<float>::reads_weights_as_stored(batch, steps);
 }
 
 TORCH_LIBRARY_IMPL(fastrnn, CPU, m) { register_layer_ops<CpuDevice>(m); }

@@ -12,12 +12,12 @@ namespace fastrnn::ops {
 // float16, bfloat16).
 void cpu_forward(CellKind cell, const LayerCall& call, const ForwardOutputs& out);
 
-// One layer and direction of a float32 or float64 inference call, or of a bfloat16 call of one
-// row, on raw, contiguous storage. The fast path's calls: their state rows point straight into
+// One layer and direction of a float32 or float64 inference call, or of a bfloat16 call that
+// reads its weights as stored (cpu_bf16_raw), on raw, contiguous storage. The fast path's calls: their state rows point straight into
 // the stack's [layers * directions, B, P] tensors, with no views, no LayerCall and no workspace
 // tensor (each of those is a dispatcher call or an allocation, a few hundred ns apiece, on a call
-// whose whole step can take 5 us). The bfloat16 op calls of one row come here too (cpu_ops.cpp),
-// with their workspace when they train. `sizes` from check_layer; b_ih, b_hh and w_hr may be null.
+// whose whole step can take 5 us). Such bfloat16 op calls come here too (cpu_ops.cpp), with
+// their workspace when they train. `sizes` from check_layer; b_ih, b_hh and w_hr may be null.
 struct RawForward {
   CellKind cell = CellKind::kLstm;
   at::ScalarType dtype = at::kFloat;
@@ -30,5 +30,10 @@ struct RawForward {
   void* workspace = nullptr;  // bfloat16 only (its op calls): float32 [T, W] to save, or null
 };
 void cpu_forward_raw(const RawForward& f);
+
+// Whether a bfloat16 call of `batch` rows a step and `steps` steps (padded, or packed of batch
+// 1) runs on raw storage: the calls whose steps read W_hh as stored (batch 1, and short calls of
+// a few rows: cpu::CpuBackend::reads_weights_as_stored), which need no float32 copy of it.
+bool cpu_bf16_raw(int64_t batch, int64_t steps);
 
 }  // namespace fastrnn::ops

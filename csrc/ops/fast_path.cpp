@@ -81,12 +81,13 @@ py::object run_stack(CellKind cell, const at::Tensor& input, const at::Tensor* h
   const int64_t H = weights[0].size(0) / gate_count(cell);
   const int64_t P = has_proj ? weights[per - 1].size(0) : H;
 
-  // float32, float64 and (batch 1) bfloat16 with contiguous weights run on raw storage
+  // float32, float64 and bfloat16 that reads its weights as stored (cpu_bf16_raw: batch 1,
+  // short calls of a few rows), with contiguous weights, run on raw storage
   // (cpu_forward_raw: the state rows of layer and direction `index` are `index` blocks of
-  // B x size into the stack's state tensors); float16 and bfloat16 batches take the op's own
-  // path (LayerCall, float32 copies).
+  // B x size into the stack's state tensors); float16, and bfloat16 calls that pack their
+  // weights, take the op's own path (LayerCall, float32 copies).
   const bool raw = (dtype == at::kFloat || dtype == at::kDouble ||
-                    (dtype == at::kBFloat16 && B == 1)) &&
+                    (dtype == at::kBFloat16 && cpu_bf16_raw(B, T))) &&
                    std::all_of(weights.begin(), weights.end(),
                                [](const at::Tensor& w) { return w.is_contiguous(); });
   // Unbatched raw calls keep the states [L * D, size] as they are: the same storage as
