@@ -148,8 +148,9 @@ class CpuBackend {
   // more rows or steps amortise a packing pass per call over the reuse of each panel load by a
   // tile of rows, while a short call pays the pass (a read and a write of W_hh) for a step or
   // two. Measured on 2 threads, us per step packed vs as stored: LSTM I = H = 512, B=2 T=1
-  // 599 vs 102, B=8 T=1 664 vs 323, B=8 T=4 400 vs 339, but B=2 T=16 87 vs 103 and B=4 T=16
-  // 124 vs 175; GRU H = 256, B=8 T=1 131 vs 58, B=4 T=4 38 vs 31; B=16 T=1 about even.
+  // 599 vs 102, B=8 T=1 664 vs 323, B=8 T=4 400 vs 339, but B=4 T=16 124 vs 175; GRU H = 256,
+  // B=8 T=1 131 vs 58, B=4 T=4 38 vs 31. At the bar, B=2 T=16 (as stored) went either way
+  // (LSTM 87 vs 103, GRU 24 vs 15); B=16 T=1 (packed) came out about even.
   static constexpr int64_t kNativeRows = 1;
   static constexpr int64_t kNativeShortRows = 8;
   static constexpr int64_t kNativeCallRows = 32;
@@ -174,10 +175,10 @@ class CpuBackend {
 
   // The fused steps' view of W_hh [gates * H, P]: as stored for steps of at most kNativeRows
   // rows and short calls of a few rows (reads_weights_as_stored), else packed into panels once
-  // per call (in parallel for big weights). A call of one such step also computes its input projection in the step kernel (StepInput), as do steps
-  // of kFusedInputRows or more, from W_ih packed the same way (float32 and float64; bfloat16
-  // products take their input projection from one bfloat16 GEMM). `w` is the driver's
-  // LayerWeights<T> (ops/recurrence.h).
+  // per call (in parallel for big weights). A call of one such step also computes its input
+  // projection in the step kernel (StepInput), as do steps of kFusedInputRows or more, from
+  // W_ih packed the same way (float32 and float64; bfloat16 products take their input
+  // projection from one bfloat16 GEMM). `w` is the driver's LayerWeights<T> (ops/recurrence.h).
   template <CellKind kCell, class Weights>
   FusedWeights prepare_forward(const Weights& w, int64_t rows, int64_t steps) const {
     const int64_t gates = gate_count(kCell), H = w.hidden_size, P = w.output_size();
@@ -200,7 +201,7 @@ class CpuBackend {
       return fused;
     }
     TORCH_CHECK(w.w_hh_bf16 == nullptr && w.w_ih_bf16 == nullptr,
-                "fastrnn: bfloat16 weights as stored are for steps of one row only");
+                "fastrnn: bfloat16 weights as stored are for calls that read W_hh as stored");
     if (bf16_products_) {
       pack_bf16_panels<kCell>(w, p, fused.holder);
       return fused;
@@ -292,7 +293,8 @@ class CpuBackend {
       for (int64_t k = 0; k < depth + depth % 2; ++k) {
         for (int64_t lane = 0; lane < width; ++lane) {
           const float value = k < depth ? static_cast<float>(tile[k][lane]) : 0.0f;
-          dest[(k / 2) * columns * 2 + lane * 2 + k % 2] = c10::detail::round_to_nearest_even(value);
+          dest[(k / 2) * columns * 2 + lane * 2 + k % 2] =
+              c10::detail::round_to_nearest_even(value);
         }
       }
     });

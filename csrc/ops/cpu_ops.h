@@ -13,11 +13,12 @@ namespace fastrnn::ops {
 void cpu_forward(CellKind cell, const LayerCall& call, const ForwardOutputs& out);
 
 // One layer and direction of a float32 or float64 inference call, or of a bfloat16 call that
-// reads its weights as stored (cpu_bf16_raw), on raw, contiguous storage. The fast path's calls: their state rows point straight into
-// the stack's [layers * directions, B, P] tensors, with no views, no LayerCall and no workspace
-// tensor (each of those is a dispatcher call or an allocation, a few hundred ns apiece, on a call
-// whose whole step can take 5 us). Such bfloat16 op calls come here too (cpu_ops.cpp), with
-// their workspace when they train. `sizes` from check_layer; b_ih, b_hh and w_hr may be null.
+// reads its weights as stored (cpu_bf16_raw), on raw, contiguous storage. The fast path's calls:
+// their state rows point straight into the stack's [layers * directions, B, P] tensors, with no
+// views, no LayerCall and no workspace tensor (each of those is a dispatcher call or an
+// allocation, a few hundred ns apiece, on a call whose whole step can take 5 us). Such bfloat16
+// op calls come here too (cpu_ops.cpp), with their workspace when they train. `sizes` from
+// check_layer; b_ih, b_hh and w_hr may be null.
 struct RawForward {
   CellKind cell = CellKind::kLstm;
   at::ScalarType dtype = at::kFloat;
