@@ -68,6 +68,12 @@ void run_recurrence(CellKind cell, const cpu::CpuBackend<T>& backend, const Sequ
   }
 }
 
+// Whether a bfloat16 call of these sizes runs on raw storage (cpu_bf16_raw; a packed sequence
+// only with one row, which is the same as padded).
+bool runs_raw_bf16(const LayerSizes& s) {
+  return (s.batch == 1 || !s.packed) && cpu_bf16_raw(s.batch, s.steps);
+}
+
 // bfloat16 calls that read W_hh as stored (cpu_bf16_raw), for the op and the fast path alike:
 // what the half path computes for other calls (float32 on the widened values, rounded to
 // bfloat16 once at the end of the layer), with W_hh, and for a single step W_ih, read in
@@ -76,7 +82,7 @@ void run_recurrence(CellKind cell, const cpu::CpuBackend<T>& backend, const Sequ
 // one float32 buffer. A packed batch of one is the same T steps of one row.
 void forward_raw_bf16(const RawForward& f) {
   const LayerSizes& s = f.sizes;
-  TORCH_CHECK((s.batch == 1 || !s.packed) && cpu_bf16_raw(s.batch, s.steps),
+  TORCH_CHECK(runs_raw_bf16(s),
               "cpu_forward_raw: a bfloat16 call that reads W_hh as stored, got ", s.batch,
               " rows x ", s.steps, " steps");
   const bool lstm = f.cell == CellKind::kLstm, stored_w_ih = s.steps == 1;
@@ -165,9 +171,7 @@ struct CpuDevice {
 
   template <CellKind kCell>
   static void forward(const LayerCall& call, const ForwardOutputs& out) {
-    const LayerSizes& s = call.sizes;
-    if (call.input.scalar_type() == at::kBFloat16 && (s.batch == 1 || !s.packed) &&
-        cpu_bf16_raw(s.batch, s.steps)) {
+    if (call.input.scalar_type() == at::kBFloat16 && runs_raw_bf16(call.sizes)) {
       forward_raw_bf16(raw_of(kCell, call, out));
       return;
     }

@@ -116,9 +116,9 @@ struct LayerWeights {
   const T* b_ih = nullptr;  // or null
   const T* b_hh = nullptr;  // or null
   const T* w_hr = nullptr;  // LSTM projection, or null
-  // CPU bfloat16 calls of one row (cpu_ops.cpp, forward_raw_bf16): W_hh, and for a single step
-  // W_ih, as the caller holds them, in bfloat16, for the step kernels to read as stored
-  // (Panels::stored_bf16); the float pointer of each is then null.
+  // CPU bfloat16 calls that read W_hh as stored (cpu_ops.cpp, forward_raw_bf16): W_hh, and for
+  // a single step W_ih, as the caller holds them, in bfloat16, for the step kernels to read as
+  // stored (Panels::stored_bf16); the float pointer of each is then null.
   const uint16_t* w_ih_bf16 = nullptr;
   const uint16_t* w_hh_bf16 = nullptr;
 
