@@ -63,6 +63,27 @@ def test_weight_layouts_match_torch(mode, batch, steps, generator):
     assert_results_close(actual, expected, torch.float32)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["fp64", "fp32"])
+@pytest.mark.parametrize("batch, steps", [(1, 7), (1, 1), (3, 2)], ids=str)
+@pytest.mark.parametrize("mode", MODES)
+def test_stored_weight_dot_products_match_torch(mode, batch, steps, dtype, generator):
+    """Calls that read the weights as stored form each gate row's dot product in passes over
+    stretches of columns (fused_kernels_impl.h, row_dots): sizes that take every kind of pass,
+    W_hh's 300 columns (16 + 2 vectors and a masked 12) and W_ih's 530 (16 + 16 + 1 and a
+    masked 2; a single-step call computes x W_ih^T in the step too)."""
+    torch.set_num_threads(2)
+    reference, fast = make_pair(mode, 530, 300, 1, dtype=dtype)
+    x = randn(generator, steps, batch, 530, dtype=dtype)
+    n_states = 2 if mode == "LSTM" else 1
+    states = tuple(randn(generator, 1, batch, 300, dtype=dtype) for _ in range(n_states))
+    hx = states if mode == "LSTM" else states[0]
+    grad_output = randn(generator, steps, batch, 300, dtype=dtype)
+    grad_state = [randn(generator, 1, batch, 300, dtype=dtype) for _ in range(n_states)]
+    expected = run_with_grads(reference, x, hx, grad_output, grad_state)
+    actual = run_with_grads(fast, x, hx, grad_output, grad_state)
+    assert_results_close(actual, expected, dtype)
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_threaded_steps_match_torch(mode, generator):
     """Steps big enough (batch * hidden >= 32768) to be split across threads."""
