@@ -9,7 +9,8 @@
 //
 // A single row (batch 1) gains nothing from packing: each W_hh element is used once per step, so
 // such steps read W_hh as stored (Panels::packed false) and form each gate row's dot product
-// with h directly (row_dots: 16 rows at a time, reduced with one transpose_sum). A call of one
+// with h directly (row_dots: the rows one after another, up to four rows of h per weight load,
+// 16 dot products reduced with one transpose_sum), as do short calls of a few rows. A call of one
 // such step (streaming) also computes x W_ih^T here, in the same pass (StepInput), instead of a
 // separate GEMM call. Steps of many rows compute x W_ih^T here too, with the same micro-kernel
 // on W_ih packed like W_hh (input_product), tile by tile into the pre-activation rows just
@@ -169,72 +170,108 @@ inline V load_weights(const uint16_t* p, int n) {
   return V::load_bf16(p, n);
 }
 
-// acc[j] (+= unless `first`) the dot products of w's rows j < n (ldw apart, float or bfloat16)
-// with h over NH vectors of columns, the last of them `last` lanes long (masked when kMasked):
-// those NH vectors of h stay in registers while the rows are read one after another, each with
-// two FMA chains.
-template <int NH, bool kMasked, class V, class T, class WT>
-inline void row_dots_pass(const WT* w, int64_t ldw, int n, const T* h, int last, bool first,
-                          V* acc) {
-  constexpr int W = V::kWidth;
-  auto load = [&](const auto* p, int v) {
-    if constexpr (std::is_same_v<std::remove_cv_t<std::remove_pointer_t<decltype(p)>>, T>) {
-      return kMasked && v == NH - 1 ? V::load(p + v * W, last) : V::load(p + v * W);
-    } else {
-      return load_weights<V>(p + v * W, kMasked && v == NH - 1 ? last : W);
-    }
-  };
-  V hv[NH];
+// acc[r][j] (+= unless `first`) the dot products of w's rows j < n (ldw apart, float or
+// bfloat16) with row r of h (h[r]) over NH vectors of columns, the last of them `last` lanes
+// long (masked when kMasked): those vectors of the R rows of h stay in registers while the
+// rows of w are read one after another, each weight vector loaded once for all R rows (one FMA
+// chain per row of h; two for a single row).
+template <int R, int NH, bool kMasked, class V, class T, class WT>
+inline void row_dots_pass(const WT* w, int64_t ldw, int n, const T* const* h, int last,
+                          bool first, V (&acc)[R][V::kWidth]) {
+  constexpr int W = V::kWidth, kChains = R == 1 ? 2 : 1;
+  auto lanes = [&](int v) { return kMasked && v == NH - 1 ? last : W; };
+  V hv[R][NH];
 #pragma GCC unroll 16
-  for (int v = 0; v < NH; ++v) hv[v] = load(h, v);
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 16
+    for (int v = 0; v < NH; ++v) hv[r][v] = V::load(h[r] + v * W, lanes(v));
+  }
   for (int j = 0; j < n; ++j, w += ldw) {
-    V even = V(T(0)), odd = V(T(0));
+    V sums[R][kChains];
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 2
+      for (int c = 0; c < kChains; ++c) sums[r][c] = V(T(0));
+    }
 #pragma GCC unroll 16
     for (int v = 0; v < NH; ++v) {
-      if (v % 2 == 0) {
-        even = fma(load(w, v), hv[v], even);
-      } else {
-        odd = fma(load(w, v), hv[v], odd);
-      }
+      const V wv = load_weights<V>(w + v * W, lanes(v));
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r) sums[r][v % kChains] = fma(wv, hv[r][v], sums[r][v % kChains]);
     }
-    acc[j] = first ? even + odd : acc[j] + (even + odd);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      const V sum = kChains == 2 ? sums[r][0] + sums[r][kChains - 1] : sums[r][0];
+      acc[r][j] = first ? sum : acc[r][j] + sum;
+    }
   }
 }
 
-// Lane j of the result: the dot product of w's row j (rows ldw apart; float, or bfloat16
-// widened as read) with h, both `inner` long, for j < n (lanes from n on: zero). Batch-1 steps
-// are bound by how fast W_hh streams in from L2, so the rows are read one after another, in
-// passes over stretches of up to kBlock vectors of columns with that stretch of h in registers
-// (a pass re-reads no weight), and the n partial sums are added across lanes at the end.
-// Reading the rows in step instead (one vector of each of the n rows per h vector, n streams
-// of a row's length) ran at 69 GB/s from L2 for rows of 128 floats and 90 GB/s for 256 on the
-// development machine's Zen 4, one thread; one row after another, 101 and 105 GB/s.
-template <class V, class T, class WT>
-inline V row_dots(const WT* w, int64_t ldw, int n, const T* h, int64_t inner) {
-  constexpr int W = V::kWidth, kBlock = vector_registers<V>() / 2;
-  V acc[W];
+// Lane j of out[r]: the dot product of w's row j (rows ldw apart; float, or bfloat16 widened as
+// read) with h[r], all `inner` long, for j < n (lanes from n on: zero), for R rows of h.
+// Batch-1 steps are bound by how fast W_hh streams in from L2, so the rows of w are read one
+// after another, in passes over stretches of columns with that stretch of the R rows of h in
+// registers (a pass re-reads no weight), and each row of h's partial sums are added across
+// lanes at the end. Reading the rows of w in step instead (one vector of each of the n rows per
+// h vector, n streams of a row's length) ran at 69 GB/s from L2 for rows of 128 floats and 90
+// GB/s for 256 on the development machine's Zen 4, one thread; one row after another, 101 and
+// 105 GB/s. With a few rows of h (short calls of a few rows), each weight vector loaded once
+// feeds R FMAs.
+template <int R, class V, class T, class WT>
+inline void row_dots(const WT* w, int64_t ldw, int n, const T* const* h, int64_t inner,
+                     V (&out)[R]) {
+  constexpr int W = V::kWidth, kBlock = std::max(1, vector_registers<V>() / 2 / R);
+  V acc[R][W];
 #pragma GCC unroll 16
-  for (int j = n; j < W; ++j) acc[j] = V(T(0));
-  const int64_t whole = inner / W;  // full vectors of columns
+  for (int r = 0; r < R; ++r) {
+    for (int j = n; j < W; ++j) acc[r][j] = V(T(0));
+  }
   bool first = true;
   int64_t k = 0;
-  // Passes of kBlock, then of what is left in halving sizes, then the masked last vector.
+  const T* at[R];
+  // Passes of kBlock vectors, then of what is left in halving sizes, then the masked last one.
   auto passes = [&]<int NH>() {
-    for (; k + NH * W <= whole * W; k += NH * W, first = false) {
-      row_dots_pass<NH, false>(w + k, ldw, n, h + k, W, first, acc);
+    for (; k + NH * W <= inner; k += NH * W, first = false) {
+      for (int r = 0; r < R; ++r) at[r] = h[r] + k;
+      row_dots_pass<R, NH, false>(w + k, ldw, n, at, W, first, acc);
     }
   };
   passes.template operator()<kBlock>();
   if constexpr (kBlock >= 16) passes.template operator()<8>();
   if constexpr (kBlock >= 8) passes.template operator()<4>();
-  passes.template operator()<2>();
-  passes.template operator()<1>();
+  if constexpr (kBlock >= 4) passes.template operator()<2>();
+  if constexpr (kBlock >= 2) passes.template operator()<1>();
   if (k < inner) {
-    row_dots_pass<1, true>(w + k, ldw, n, h + k, static_cast<int>(inner - k), first, acc);
+    for (int r = 0; r < R; ++r) at[r] = h[r] + k;
+    row_dots_pass<R, 1, true>(w + k, ldw, n, at, static_cast<int>(inner - k), first, acc);
   } else if (first) {  // inner == 0
-    for (int j = 0; j < n; ++j) acc[j] = V(T(0));
+    for (int r = 0; r < R; ++r) {
+      for (int j = 0; j < n; ++j) acc[r][j] = V(T(0));
+    }
   }
-  return transpose_sum(acc);
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) out[r] = transpose_sum(acc[r]);
+}
+
+// put(r, row_dots of row_of(r)) for the rows r < rows of h, up to four of them a call.
+template <class V, class T, class WT, class RowOf, class Put>
+inline void rows_dots(const WT* w, int64_t ldw, int n, int64_t inner, int64_t rows,
+                      RowOf&& row_of, Put&& put) {
+  auto some = [&]<int R>(int64_t r0) {
+    const T* h[R];
+    for (int r = 0; r < R; ++r) h[r] = row_of(r0 + r);
+    V dots[R];
+    row_dots<R>(w, ldw, n, h, inner, dots);
+    for (int r = 0; r < R; ++r) put(r0 + r, dots[r]);
+  };
+  int64_t r0 = 0;
+  for (; r0 + 4 <= rows; r0 += 4) some.template operator()<4>(r0);
+  switch (rows - r0) {
+    case 3: some.template operator()<3>(r0); break;
+    case 2: some.template operator()<2>(r0); break;
+    case 1: some.template operator()<1>(r0); break;
+    default: break;
+  }
 }
 
 // h_prev [rows, inner] times panel p of the weights in either layout (see Panels), tile by tile
@@ -271,16 +308,14 @@ inline void step_product(const Panels<T>& w, int64_t p, Rows<const T> h_prev,
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) {  // one block of W_hh rows at a time, reused by every row
       const auto [first, n] = block(v);
-      for (int r = 0; r < TR; ++r) {
-        if (n <= 0) {
-          acc[r][v] = V(T(0));
-        } else if (w.stored_bf16 != nullptr) {
-          acc[r][v] = row_dots<V>(w.stored_bf16 + first * w.inner, w.inner, n,
-                                  h_prev.row(r0 + r), w.inner);
-        } else {
-          acc[r][v] = row_dots<V>(w.data + first * w.inner, w.inner, n, h_prev.row(r0 + r),
-                                  w.inner);
-        }
+      auto row_of = [&](int64_t r) { return h_prev.row(r0 + r); };
+      auto put = [&](int64_t r, V dots) { acc[r][v] = dots; };
+      if (n <= 0) {
+        for (int r = 0; r < TR; ++r) acc[r][v] = V(T(0));
+      } else if (w.stored_bf16 != nullptr) {
+        rows_dots<V, T>(w.stored_bf16 + first * w.inner, w.inner, n, w.inner, TR, row_of, put);
+      } else {
+        rows_dots<V, T>(w.data + first * w.inner, w.inner, n, w.inner, TR, row_of, put);
       }
     }
     epilogue.template operator()<TR>(r0, acc);
@@ -310,12 +345,12 @@ inline void input_product(const StepInput<T>& in, int64_t p, int64_t rows, Rows<
   for (int v = 0; v < NV; ++v) {
     const auto [first, n] = block(v);
     if (n <= 0) continue;
-    for (int64_t r = 0; r < rows; ++r) {
-      const V dots = in.w_ih_bf16 != nullptr
-                         ? row_dots<V>(in.w_ih_bf16 + first * in.size, in.size, n, in.x.row(r),
-                                       in.size)
-                         : row_dots<V>(in.w_ih + first * in.size, in.size, n, in.x.row(r), in.size);
-      dots.store(pre.row(r) + first, n);
+    auto row_of = [&](int64_t r) { return in.x.row(r); };
+    auto put = [&](int64_t r, V dots) { dots.store(pre.row(r) + first, n); };
+    if (in.w_ih_bf16 != nullptr) {
+      rows_dots<V, T>(in.w_ih_bf16 + first * in.size, in.size, n, in.size, rows, row_of, put);
+    } else {
+      rows_dots<V, T>(in.w_ih + first * in.size, in.size, n, in.size, rows, row_of, put);
     }
   }
 }
