@@ -44,13 +44,14 @@ def test_module_matches_torch(mode, num_layers, bidirectional, batch_first, bias
     assert_results_close(actual, expected, dtype)
 
 
-@pytest.mark.parametrize("batch, steps", [(2, 16), (8, 4), (8, 5), (9, 1), (3, 12)], ids=str)
+@pytest.mark.parametrize("batch, steps", [(2, 16), (8, 4), (8, 12), (8, 13), (9, 1), (3, 40)],
+                         ids=str)
 @pytest.mark.parametrize("mode", MODES)
 def test_weight_layouts_match_torch(mode, batch, steps, generator):
     """Both sides of the rule that picks W_hh's layout (cpu_backend.h, reads_weights_as_stored):
-    as stored for short calls of a few rows (2 x 16, 8 x 4 rows), else packed into panels (8 x 5,
-    9 x 1, 3 x 12), with a hidden size (37) that leaves the last panel partly filled and the
-    packing's last tile of k partial."""
+    as stored for short calls of a few rows (2 x 16, 8 x 4, 8 x 12 at the float32 bar), else
+    packed into panels (8 x 13, 9 x 1, 3 x 40), with a hidden size (37) that leaves the last
+    panel partly filled and the packing's last tile of k partial."""
     reference, fast = make_pair(mode, 21, 37, 1)
     x = randn(generator, steps, batch, 21)
     n_states = 2 if mode == "LSTM" else 1
@@ -266,10 +267,11 @@ def test_half_precision_within_twice_torch_error(mode, dtype, batch, generator):
 BF16_SHAPES = [
     # (steps, batch, input, hidden, extra): odd hidden sizes pad the bfloat16 pairs; 300 x 4 rows
     # cross the driver's 1024-row chunks; packed and bidirectional start rows late in reverse.
-    (7, 5, 6, 9, {}),
+    # Every shape is past the bar for reading W_hh as stored (cpu_backend.h, kNativeCallRows).
+    (20, 5, 6, 9, {}),
     (300, 4, 40, 33, {"bidirectional": True}),
-    (9, 6, 5, 16, {"packed": True, "bidirectional": True}),
-    (12, 3, 5, 11, {"proj_size": 4}),
+    (17, 6, 5, 16, {"packed": True, "bidirectional": True}),
+    (33, 3, 5, 11, {"proj_size": 4}),
 ]
 
 

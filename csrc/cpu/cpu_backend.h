@@ -144,18 +144,25 @@ class CpuBackend {
   };
 
   // Steps of at most kNativeRows rows read W_hh as stored (see Panels), as do short calls of
-  // a few rows (at most kNativeShortRows rows a step and kNativeCallRows in all, rows x steps):
-  // more rows or steps amortise a packing pass per call over the reuse of each panel load by a
-  // tile of rows, while a short call pays the pass (a read and a write of W_hh) for a step or
-  // two. Measured on 2 threads, us per step packed vs as stored: LSTM I = H = 512, B=2 T=1
-  // 599 vs 102, B=8 T=1 664 vs 323, B=8 T=4 400 vs 339, but B=4 T=16 124 vs 175; GRU H = 256,
-  // B=8 T=1 131 vs 58, B=4 T=4 38 vs 31. At the bar, B=2 T=16 (as stored) went either way
-  // (LSTM 87 vs 103, GRU 24 vs 15); B=16 T=1 (packed) came out about even.
+  // a few rows (at most kNativeShortRows rows a step and kNativeCallRows in all, rows x steps;
+  // kNativeCallRowsBf16 where the products are bfloat16): more rows or steps amortise a
+  // packing pass per call over the reuse of each panel load by a tile of rows, while a short
+  // call pays the pass (a read and a write of W_hh) for a few steps. Measured on 2 threads, us
+  // per step packed vs as stored (row_dots with four rows of h per weight load), float32:
+  //  - LSTM H = 256: B=8 T=8 59.8 vs 54.8, B=8 T=12 54.7 vs 53.4, B=4 T=24 27.8 vs 26.5, but
+  //    B=4 T=32 (128 rows) about even and B=8 T=32 44.5 vs 49.2; LSTM H = 512: B=8 T=8 241 vs
+  //    206, B=4 T=16 124 vs 107; GRU H = 256: B=8 T=12 41.3 vs 38.9, B=2 T=32 16.9 vs 11.9;
+  //    RNN H = 256: B=8 T=12 15.9 vs 13.7, B=4 T=16 9.7 vs 7.3.
+  //  - bfloat16 products (AVX512_BF16 panels against widening reads of the stored weights):
+  //    GRU H = 256 B=8 T=8 37.2 vs 40.8, B=4 T=24 15.6 vs 18.0, while the LSTM and the RNN
+  //    went either way; so bfloat16 keeps the bar of 32 rows.
   static constexpr int64_t kNativeRows = 1;
   static constexpr int64_t kNativeShortRows = 8;
-  static constexpr int64_t kNativeCallRows = 32;
-  static bool reads_weights_as_stored(int64_t rows, int64_t steps) {
-    return rows <= kNativeRows || (rows <= kNativeShortRows && rows * steps <= kNativeCallRows);
+  static constexpr int64_t kNativeCallRows = 96;
+  static constexpr int64_t kNativeCallRowsBf16 = 32;
+  static bool reads_weights_as_stored(int64_t rows, int64_t steps, bool bf16_products) {
+    const int64_t bar = bf16_products ? kNativeCallRowsBf16 : kNativeCallRows;
+    return rows <= kNativeRows || (rows <= kNativeShortRows && rows * steps <= bar);
   }
 
   // Packed steps of at least this many rows also compute x W_ih^T, from W_ih packed like W_hh
@@ -190,7 +197,7 @@ class CpuBackend {
     p.units = panel_vectors(kCell) * width;
     p.count = (H + p.units - 1) / p.units;
     fused.rows = rows;
-    if (reads_weights_as_stored(rows, steps)) {
+    if (reads_weights_as_stored(rows, steps, bf16_products_)) {
       p.packed = false;
       p.data = w.w_hh;
       p.stored_bf16 = w.w_hh_bf16;

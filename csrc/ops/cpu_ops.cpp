@@ -263,7 +263,8 @@ void cpu_forward_raw(const RawForward& f) {
 }
 
 bool cpu_bf16_raw(int64_t batch, int64_t steps) {
-  return cpu::CpuBackend<float>::reads_weights_as_stored(batch, steps);
+  return cpu::CpuBackend<float>::reads_weights_as_stored(batch, steps,
+                                                        cpu::step_kernels<float>().bf16_products);
 }
 
 TORCH_LIBRARY_IMPL(fastrnn, CPU, m) { register_layer_ops<CpuDevice>(m); }
