@@ -229,18 +229,21 @@ inline void row_dots(const WT* w, int64_t ldw, int n, const T* const* h, int64_t
   bool first = true;
   int64_t k = 0;
   const T* at[R];
-  // Passes of kBlock vectors, then of what is left in halving sizes, then the masked last one.
+  // Passes of kBlock vectors, then of what is left in the powers of two below kBlock, then
+  // the masked last vector.
   auto passes = [&]<int NH>() {
-    for (; k + NH * W <= inner; k += NH * W, first = false) {
-      for (int r = 0; r < R; ++r) at[r] = h[r] + k;
-      row_dots_pass<R, NH, false>(w + k, ldw, n, at, W, first, acc);
+    if constexpr (NH <= kBlock) {
+      for (; k + NH * W <= inner; k += NH * W, first = false) {
+        for (int r = 0; r < R; ++r) at[r] = h[r] + k;
+        row_dots_pass<R, NH, false>(w + k, ldw, n, at, W, first, acc);
+      }
     }
   };
   passes.template operator()<kBlock>();
-  if constexpr (kBlock >= 16) passes.template operator()<8>();
-  if constexpr (kBlock >= 8) passes.template operator()<4>();
-  if constexpr (kBlock >= 4) passes.template operator()<2>();
-  if constexpr (kBlock >= 2) passes.template operator()<1>();
+  passes.template operator()<8>();
+  passes.template operator()<4>();
+  passes.template operator()<2>();
+  passes.template operator()<1>();
   if (k < inner) {
     for (int r = 0; r < R; ++r) at[r] = h[r] + k;
     row_dots_pass<R, 1, true>(w + k, ldw, n, at, static_cast<int>(inner - k), first, acc);
