@@ -267,11 +267,14 @@ def test_half_precision_within_twice_torch_error(mode, dtype, batch, generator):
 BF16_SHAPES = [
     # (steps, batch, input, hidden, extra): odd hidden sizes pad the bfloat16 pairs; 300 x 4 rows
     # cross the driver's 1024-row chunks; packed and bidirectional start rows late in reverse.
-    # Every shape is past the bar for reading W_hh as stored (cpu_backend.h, kNativeCallRows).
+    # Every shape but the last is past the bar for reading W_hh as stored (cpu_backend.h,
+    # kNativeCallRows); the last, one packed step of 6 rows, reads it as stored and still takes
+    # its input projection from the bfloat16 GEMM (the float32 input is never made for it).
     (20, 5, 6, 9, {}),
     (300, 4, 40, 33, {"bidirectional": True}),
     (17, 6, 5, 16, {"packed": True, "bidirectional": True}),
     (33, 3, 5, 11, {"proj_size": 4}),
+    (1, 6, 5, 16, {"packed": True}),
 ]
 
 

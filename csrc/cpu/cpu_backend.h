@@ -201,7 +201,9 @@ class CpuBackend {
       p.packed = false;
       p.data = w.w_hh;
       p.stored_bf16 = w.w_hh_bf16;
-      fused.input_in_steps = steps == 1;
+      // bfloat16 products take x W_ih^T from their GEMM (ForwardIO::x_proj) unless W_ih comes
+      // as stored in bfloat16 (the raw calls of cpu_ops.cpp).
+      fused.input_in_steps = steps == 1 && (!bf16_products_ || w.w_ih_bf16 != nullptr);
       fused.w_ih = w.w_ih;
       fused.w_ih_bf16 = w.w_ih_bf16;
       fused.input_size = w.input_size;
@@ -316,7 +318,7 @@ class CpuBackend {
                  int64_t lda, const float* b, int64_t ldb, bool accumulate, float* c,
                  int64_t ldc) const {
     auto rounded = [&](const float* source, int64_t rows, int64_t cols, int64_t ld) {
-      at::Tensor matrix = at::empty({rows, cols}, at::TensorOptions().dtype(at::kBFloat16));
+      at::Tensor matrix = ops::empty_cached({rows, cols}, at::kBFloat16);
       uint16_t* out = static_cast<uint16_t*>(matrix.data_ptr());
       const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(1, cols));
       at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
@@ -326,7 +328,8 @@ class CpuBackend {
     };
     const at::Tensor a16 = trans_a ? rounded(a, k, m, lda).t() : rounded(a, m, k, lda);
     const at::Tensor b16 = trans_b ? rounded(b, n, k, ldb).t() : rounded(b, k, n, ldb);
-    const at::Tensor product = at::mm(a16, b16);
+    at::Tensor product = ops::empty_cached({m, n}, at::kBFloat16);
+    at::mm_out(product, a16, b16);
     widen_rows(product.const_data_ptr<c10::BFloat16>(), n, c, ldc, m, n, accumulate);
   }
 

@@ -18,15 +18,24 @@ bool is_half(const at::Tensor& t) {
   return t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16;
 }
 
-at::Tensor to_float(const at::Tensor& t) { return t.defined() ? t.to(at::kFloat) : t; }
-
-OptionalTensor to_float(const OptionalTensor& t) {
-  return t.has_value() ? OptionalTensor(t->to(at::kFloat)) : std::nullopt;
+// A float32 copy of a float16 or bfloat16 tensor (float32 ones as they are), its storage from
+// the block cache (allocate): a fresh allocation of a few MB would fault in every page.
+at::Tensor to_float(const at::Tensor& t) {
+  if (!t.defined() || t.scalar_type() == at::kFloat) return t;
+  at::Tensor f = allocate(t.sizes(), t.options().dtype(at::kFloat));
+  f.copy_(t);
+  return f;
 }
 
-LayerCall float_call(const LayerCall& call) {
+OptionalTensor to_float(const OptionalTensor& t) {
+  return t.has_value() ? OptionalTensor(to_float(*t)) : std::nullopt;
+}
+
+// The call on float32 copies; `with_input`: false leaves the input out (undefined), for a
+// forward whose input projection comes from bf16_projection.
+LayerCall float_call(const LayerCall& call, bool with_input = true) {
   LayerCall f = call;
-  f.input = to_float(call.input);
+  f.input = with_input ? to_float(call.input) : at::Tensor();
   f.hx = to_float(call.hx);
   f.cx = to_float(call.cx);
   f.w_ih = to_float(call.w_ih);
@@ -38,7 +47,7 @@ LayerCall float_call(const LayerCall& call) {
 }
 
 at::Tensor empty_float_like(const at::Tensor& t) {
-  return t.defined() ? at::empty(t.sizes(), t.options().dtype(at::kFloat)) : t;
+  return t.defined() ? allocate(t.sizes(), t.options().dtype(at::kFloat)) : t;
 }
 
 void copy_into(const at::Tensor& destination, const at::Tensor& source) {
@@ -52,7 +61,9 @@ at::Tensor bf16_projection(const LayerCall& call) {
   const bool wanted = call.input.scalar_type() == at::kBFloat16 && call.sizes.batch > 1 &&
                       cpu::step_kernels<float>().bf16_products;
   if (!wanted || call.input.numel() == 0) return at::Tensor();
-  return at::mm(call.input.reshape({-1, call.sizes.input}), call.w_ih.t());
+  const at::Tensor x = call.input.reshape({-1, call.sizes.input});
+  at::Tensor product = allocate({x.size(0), call.w_ih.size(0)}, x.options());
+  return at::mm_out(product, x, call.w_ih.t());
 }
 
 template <class T>
@@ -182,7 +193,9 @@ struct CpuDevice {
       f.cy = empty_float_like(out.cy);
       f.workspace = out.workspace;  // float32 already
       const bool bf16 = call.input.scalar_type() == at::kBFloat16;
-      run_forward<kCell>(cpu::CpuBackend<float>(bf16), float_call(call), f, bf16_projection(call));
+      const at::Tensor x_proj = bf16_projection(call);
+      run_forward<kCell>(cpu::CpuBackend<float>(bf16), float_call(call, !x_proj.defined()), f,
+                         x_proj);
       copy_into(out.output, f.output);
       copy_into(out.hy, f.hy);
       copy_into(out.cy, f.cy);

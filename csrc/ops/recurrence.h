@@ -135,7 +135,8 @@ struct ForwardIO {
   T* c_n = nullptr;        // LSTM only
   A* workspace = nullptr;  // null: inference, nothing saved for backward
   // x W_ih^T of every row [N, G], computed before the call in bfloat16 (CPU bfloat16 calls: a
-  // bfloat16 GEMM, as torch.nn's), or null: the driver's GEMM computes it.
+  // bfloat16 GEMM, as torch.nn's), or null: the driver's GEMM computes it. With x_proj, x may
+  // be null (nothing else reads it unless the prepared weights compute the input in the steps).
   const c10::BFloat16* x_proj = nullptr;
 };
 
@@ -347,6 +348,8 @@ void recurrence_forward(const Backend& backend, const SequenceShape& shape,
   at::Tensor hh_scratch = kGru ? backend.template scratch<A>(B * G) : at::Tensor();
   at::Tensor r_scratch = project ? backend.template scratch<T>(B * H) : at::Tensor();
   const auto prepared = backend.template prepare_forward<kCell>(w, B, steps);
+  TORCH_CHECK(io.x != nullptr || N * I == 0 || (io.x_proj != nullptr && !prepared.input_in_steps),
+              "fastrnn: a forward without its input needs the input projection precomputed");
 
   // The cell's step for the s-th step in the recurrence's order (a pure function of s, so a
   // backend may build steps on any thread), the state it reads and its input rows.
@@ -355,7 +358,7 @@ void recurrence_forward(const Backend& backend, const SequenceShape& shape,
     const int64_t rows = shape.rows(t);
     A* pre_t = pre_rows + (shape.offset(t) - row_base) * ld;
     T* y_t = io.y + shape.offset(t) * P;
-    const Rows<const T> x_t{io.x + shape.offset(t) * I, I};
+    const Rows<const T> x_t{io.x != nullptr ? io.x + shape.offset(t) * I : nullptr, I};
     T* h_prev = s % 2 == 0 ? h_even : h_odd;
     T* h_new = s % 2 == 0 ? h_odd : h_even;
     if constexpr (kGru) {
