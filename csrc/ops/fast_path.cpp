@@ -160,10 +160,11 @@ py::object run_stack(CellKind cell, const at::Tensor& input, const at::Tensor* h
           }
           cpu_forward_raw(f);
         } else {
-          const OptionalTensor h = h0->defined() ? OptionalTensor(h0->select(0, index)) : std::nullopt;
-          const OptionalTensor c = c0->defined() ? OptionalTensor(c0->select(0, index)) : std::nullopt;
-          const LayerCall call = make_call(op, cell, layer_input, h, lstm ? c : std::nullopt, w[0],
-                                           w[1], b_ih, b_hh, w_hr, std::nullopt, direction == 1);
+          OptionalTensor h, c;
+          if (h0->defined()) h = h0->select(0, index);
+          if (lstm && c0->defined()) c = c0->select(0, index);
+          const LayerCall call = make_call(op, cell, layer_input, h, c, w[0], w[1], b_ih, b_hh,
+                                           w_hr, std::nullopt, direction == 1);
           ForwardOutputs out;
           out.output = output;
           out.hy = h_n.select(0, index);
