@@ -176,7 +176,12 @@ py::object run_stack(CellKind cell, const at::Tensor& input, const at::Tensor* h
         }
         outputs.push_back(output);
       }
-      layer_input = directions == 1 ? outputs[0] : at::cat(outputs, 2);
+      if (directions == 1) {
+        layer_input = outputs[0];
+      } else {  // the directions side by side, in a block-cache buffer like the outputs
+        layer_input = allocate({T, B, directions * P}, options);
+        at::cat_out(layer_input, outputs, 2);
+      }
     }
   }
   at::Tensor output = layer_input;
