@@ -1,11 +1,10 @@
 """Fake (meta) kernels and autograd for the ops of ``torch.ops.fastrnn``.
 
 The schemas and the CPU/CUDA kernels are C++ (csrc/ops); loading ``fastrnn._C`` registers them.
-This module adds what torch.compile, torch.export and autograd need on top:
-
-* a fake kernel per op: output shapes from input shapes, without reading data;
-* autograd for each forward op, whose backward calls the matching backward op with what the
-  forward op saved (its output and its workspace).
+This module adds what torch.compile and torch.export need on top: a fake kernel per op, output
+shapes from input shapes, without reading data. Autograd is C++ (csrc/ops/autograd.cpp): each
+forward op's backward calls the matching backward op with what the forward op saved (its output
+and its workspace).
 
 Shapes (one layer, one direction; see csrc/ops/schemas.cpp):
     input        [T, B, I], or [N, I] with batch_sizes [T] (packed, int64, CPU)
@@ -105,8 +104,6 @@ def _final_states(input: Tensor, batch_sizes: Tensor | None,
     return finals
 
 
-
-
 # ---- fake kernels ----
 
 
@@ -178,86 +175,3 @@ def _(input, hx, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, train):
 def _(grad_output, grad_hy, input, hx, w_ih, w_hh, output, workspace, batch_sizes, reverse, input_grad):
     _check_same_kind("gru_backward", input, w_ih=w_ih, w_hh=w_hh, hx=hx)
     return _single_state_backward_fake(input, hx, w_ih, w_hh, input_grad)
-
-
-# ---- autograd ----
-
-
-def _if(condition: bool, grad: Tensor) -> Tensor | None:
-    return grad if condition else None
-
-
-def _bias_grads(ctx, grad_b_ih: Tensor, grad_b_hh: Tensor) -> tuple[Tensor | None, Tensor | None]:
-    return (_if(ctx.has_b_ih, grad_b_ih), _if(ctx.has_b_hh, grad_b_hh))
-
-
-def _register_rnn_autograd(name: str) -> None:
-    backward_op = getattr(torch.ops.fastrnn, f"{name}_backward").default
-
-    def setup_context(ctx, inputs, output):
-        input, hx, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse = inputs
-        ctx.save_for_backward(input, hx, w_ih, w_hh, output[0], batch_sizes)
-        ctx.reverse = reverse
-        ctx.has_b_ih, ctx.has_b_hh = b_ih is not None, b_hh is not None
-
-    def backward(ctx, grad_output, grad_hy):
-        input, hx, w_ih, w_hh, output, batch_sizes = ctx.saved_tensors
-        grads = backward_op(grad_output, grad_hy, input, hx, w_ih, w_hh, output, batch_sizes,
-                            ctx.reverse, ctx.needs_input_grad[0])
-        grad_input, grad_hx, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh = grads
-        return (_if(ctx.needs_input_grad[0], grad_input), _if(hx is not None, grad_hx), grad_w_ih,
-                grad_w_hh, *_bias_grads(ctx, grad_b_ih, grad_b_hh), None, None)
-
-    torch.library.register_autograd(
-        f"fastrnn::{name}_forward", backward, setup_context=setup_context
-    )
-
-
-_register_rnn_autograd("rnn_tanh")
-_register_rnn_autograd("rnn_relu")
-
-
-def _lstm_setup_context(ctx, inputs, output):
-    input, hx, cx, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, train = inputs
-    ctx.save_for_backward(input, hx, cx, w_ih, w_hh, w_hr, output[0], output[3], batch_sizes)
-    ctx.reverse = reverse
-    ctx.has_b_ih, ctx.has_b_hh = b_ih is not None, b_hh is not None
-
-
-def _lstm_backward(ctx, grad_output, grad_hy, grad_cy, grad_workspace):
-    input, hx, cx, w_ih, w_hh, w_hr, output, workspace, batch_sizes = ctx.saved_tensors
-    grads = torch.ops.fastrnn.lstm_backward.default(
-        grad_output, grad_hy, grad_cy, input, hx, cx, w_ih, w_hh, w_hr, output, workspace,
-        batch_sizes, ctx.reverse, ctx.needs_input_grad[0])
-    grad_input, grad_hx, grad_cx, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh, grad_w_hr = grads
-    return (_if(ctx.needs_input_grad[0], grad_input), _if(hx is not None, grad_hx),
-            _if(cx is not None, grad_cx), grad_w_ih, grad_w_hh,
-            *_bias_grads(ctx, grad_b_ih, grad_b_hh), _if(w_hr is not None, grad_w_hr),
-            None, None, None)
-
-
-torch.library.register_autograd(
-    "fastrnn::lstm_forward", _lstm_backward, setup_context=_lstm_setup_context
-)
-
-
-def _gru_setup_context(ctx, inputs, output):
-    input, hx, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, train = inputs
-    ctx.save_for_backward(input, hx, w_ih, w_hh, output[0], output[2], batch_sizes)
-    ctx.reverse = reverse
-    ctx.has_b_ih, ctx.has_b_hh = b_ih is not None, b_hh is not None
-
-
-def _gru_backward(ctx, grad_output, grad_hy, grad_workspace):
-    input, hx, w_ih, w_hh, output, workspace, batch_sizes = ctx.saved_tensors
-    grads = torch.ops.fastrnn.gru_backward.default(
-        grad_output, grad_hy, input, hx, w_ih, w_hh, output, workspace, batch_sizes, ctx.reverse,
-        ctx.needs_input_grad[0])
-    grad_input, grad_hx, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh = grads
-    return (_if(ctx.needs_input_grad[0], grad_input), _if(hx is not None, grad_hx), grad_w_ih,
-            grad_w_hh, *_bias_grads(ctx, grad_b_ih, grad_b_hh), None, None, None)
-
-
-torch.library.register_autograd(
-    "fastrnn::gru_forward", _gru_backward, setup_context=_gru_setup_context
-)

@@ -169,6 +169,36 @@ def test_backward_after_inference_forward_is_a_clear_error(generator):
                             args["w_hh"], None, output, workspace, None, False, True)
 
 
+@pytest.mark.parametrize("cell", CELLS)
+def test_autograd_graph(cell, generator):
+    """The C++ autograd kernels (csrc/ops/autograd.cpp): the workspace is no differentiable
+    output, a graph is recorded only when a gradient can be asked for, a loss on the final state
+    alone and an input without requires_grad give the reference's gradients, and a double
+    backward is an error, never a silently wrong second derivative."""
+    args = make_args(cell, generator, requires_grad=True)
+    args["input"].requires_grad_(False)
+    outputs = forward_op(cell)(*args.values())
+    n_results = 3 if cell == "lstm" else 2
+    assert all(t.requires_grad for t in outputs[:n_results])
+    if cell in ("lstm", "gru"):
+        assert not outputs[-1].requires_grad
+    with torch.no_grad():
+        assert all(t.grad_fn is None for t in forward_op(cell)(*args.values()))
+    detached = {k: (v.detach() if isinstance(v, torch.Tensor) else v) for k, v in args.items()}
+    assert all(t.grad_fn is None for t in forward_op(cell)(*detached.values()))
+
+    # Only h_n reaches the loss: grad_output (and the LSTM's grad_cy) arrive as None.
+    expected = reference(cell, args)
+    params = [v for v in args.values() if isinstance(v, torch.Tensor) and v.requires_grad]
+    grad_hy = randn(generator, *expected[1].shape, dtype=torch.float64)
+    actual = torch.autograd.grad(outputs[1], params, grad_hy, create_graph=True)
+    wanted = torch.autograd.grad(expected[1], params, grad_hy)
+    for a, b in zip(actual, wanted):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    with pytest.raises(RuntimeError, match=f"derivative for fastrnn::{cell}_backward is not implemented"):
+        actual[0].sum().backward()
+
+
 BAD_ARGUMENTS = [
     ("input rank", lambda a: a.update(input=a["input"][0]), "input must be 3-D"),
     ("input size", lambda a: a.update(input=a["input"][..., :-1]), "input.size\\(-1\\) must equal"),

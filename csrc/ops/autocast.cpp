@@ -57,22 +57,15 @@ template <c10::DeviceType kDevice, const char* kName, class R, class... Args>
 struct AutocastKernel<kDevice, kName, R(Args...)> {
   static R run(Args... args) {
     c10::impl::ExcludeDispatchKeyGuard no_autocast(autocast_key<kDevice>());
-    static const auto op =
-        c10::Dispatcher::singleton().findSchemaOrThrow(kName, "").template typed<R(Args...)>();
+    static const auto op = typed_op<R(Args...)>(kName);
     return op.call(cast<kDevice>(args)...);
   }
 };
-
-// Only the signatures of these adapters are used.
-struct SignatureOnly {};
 
 constexpr char kRnnTanhForward[] = "fastrnn::rnn_tanh_forward";
 constexpr char kRnnReluForward[] = "fastrnn::rnn_relu_forward";
 constexpr char kLstmForward[] = "fastrnn::lstm_forward";
 constexpr char kGruForward[] = "fastrnn::gru_forward";
-
-using Lstm = decltype(lstm_forward_op<SignatureOnly>);
-using Gru = decltype(gru_forward_op<SignatureOnly>);
 
 // ---- CPU GRU and LSTM: torch.nn's promotion to the state dtype (see the top of this file) ----
 
@@ -97,12 +90,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gru_forward_autocast_cpu(
     const OptionalTensor& batch_sizes, bool reverse, bool train) {
   const at::ScalarType state = cpu_state_dtype(input, hx);
   if (state == at::autocast::get_autocast_dtype(c10::DeviceType::CPU)) {
-    return AutocastKernel<c10::DeviceType::CPU, kGruForward, Gru>::run(
+    return AutocastKernel<c10::DeviceType::CPU, kGruForward, GruForward>::run(
         input, hx, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, train);
   }
   c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCPU);
-  static const auto op =
-      c10::Dispatcher::singleton().findSchemaOrThrow(kGruForward, "").typed<Gru>();
+  static const auto op = typed_op<GruForward>(kGruForward);
   const OptionalTensor h = hx.has_value() ? OptionalTensor(hx->to(state)) : std::nullopt;
   return op.call(rounded(input, state), h, rounded(w_ih, state), rounded(w_hh, state),
                  rounded(b_ih, state), rounded(b_hh, state), batch_sizes, reverse, train);
@@ -117,12 +109,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_forward_autocast
   const bool one_dnn_layer = !batch_sizes.has_value() && !w_hr.has_value();
   const at::ScalarType state = cpu_state_dtype(input, cx);
   if (one_dnn_layer || state == lower) {
-    return AutocastKernel<c10::DeviceType::CPU, kLstmForward, Lstm>::run(
+    return AutocastKernel<c10::DeviceType::CPU, kLstmForward, LstmForward>::run(
         input, hx, cx, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, train);
   }
   c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCPU);
-  static const auto op =
-      c10::Dispatcher::singleton().findSchemaOrThrow(kLstmForward, "").typed<Lstm>();
+  static const auto op = typed_op<LstmForward>(kLstmForward);
   // h enters only the recurrent linear layer (rounded); c only pointwise math (kept).
   const OptionalTensor c = cx.has_value() ? OptionalTensor(cx->to(state)) : std::nullopt;
   auto [output, hy, cy, workspace] =
@@ -138,16 +129,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_forward_autocast
 
 template <c10::DeviceType kDevice, class Library>
 void register_autocast(Library& m) {
-  using RnnTanh = decltype(rnn_forward_op<SignatureOnly, CellKind::kRnnTanh>);
-  using RnnRelu = decltype(rnn_forward_op<SignatureOnly, CellKind::kRnnRelu>);
-  m.impl("rnn_tanh_forward", &AutocastKernel<kDevice, kRnnTanhForward, RnnTanh>::run);
-  m.impl("rnn_relu_forward", &AutocastKernel<kDevice, kRnnReluForward, RnnRelu>::run);
+  m.impl("rnn_tanh_forward", &AutocastKernel<kDevice, kRnnTanhForward, RnnForward>::run);
+  m.impl("rnn_relu_forward", &AutocastKernel<kDevice, kRnnReluForward, RnnForward>::run);
   if constexpr (kDevice == c10::DeviceType::CPU) {
     m.impl("lstm_forward", &lstm_forward_autocast_cpu);
     m.impl("gru_forward", &gru_forward_autocast_cpu);
   } else {
-    m.impl("lstm_forward", &AutocastKernel<kDevice, kLstmForward, Lstm>::run);
-    m.impl("gru_forward", &AutocastKernel<kDevice, kGruForward, Gru>::run);
+    m.impl("lstm_forward", &AutocastKernel<kDevice, kLstmForward, LstmForward>::run);
+    m.impl("gru_forward", &AutocastKernel<kDevice, kGruForward, GruForward>::run);
   }
 }
 

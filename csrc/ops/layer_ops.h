@@ -11,6 +11,7 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <ATen/core/dispatch/Dispatcher.h>
 
 #include <optional>
 #include <tuple>
@@ -197,6 +198,23 @@ gru_backward_op(const OptionalTensor& grad_output, const OptionalTensor& grad_hy
   Device::template backward<kCell>(call, in, out);
   return {out.grad_input, out.returned_grad_hx(call), out.grad_w_ih,
           out.grad_w_hh,  out.grad_b_ih,              out.grad_b_hh};
+}
+
+// A device whose code is never run: the adapters instantiated with it give each op's C++
+// signature, for the typed dispatcher handles of the autocast and autograd kernels.
+struct SignatureOnly {};
+
+using RnnForward = decltype(rnn_forward_op<SignatureOnly, CellKind::kRnnTanh>);
+using RnnBackward = decltype(rnn_backward_op<SignatureOnly, CellKind::kRnnTanh>);
+using LstmForward = decltype(lstm_forward_op<SignatureOnly>);
+using LstmBackward = decltype(lstm_backward_op<SignatureOnly>);
+using GruForward = decltype(gru_forward_op<SignatureOnly>);
+using GruBackward = decltype(gru_backward_op<SignatureOnly>);
+
+// The dispatcher's handle of op `name` (schemas.cpp), whose C++ signature is `Signature`.
+template <class Signature>
+c10::TypedOperatorHandle<Signature> typed_op(const char* name) {
+  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").template typed<Signature>();
 }
 
 // Registers every layer op of `Device` in a TORCH_LIBRARY_IMPL block.
