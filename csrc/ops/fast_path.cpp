@@ -127,7 +127,7 @@ py::object run_stack(CellKind cell, const at::Tensor& input, const at::Tensor* h
     py::gil_scoped_release no_gil;
     for (int64_t layer = 0; layer < num_layers; ++layer) {
       std::vector<at::Tensor> outputs;
-      if (raw) layer_input = layer_input.contiguous();
+      if (raw) layer_input = contiguous_copy(layer_input);
       for (int64_t direction = 0; direction < directions; ++direction) {
         const int64_t index = layer * directions + direction;
         const at::Tensor* w = weights.data() + index * per;

@@ -16,11 +16,21 @@ at::Tensor allocate(at::IntArrayRef shape, const at::TensorOptions& options) {
   return tensor;
 }
 
+at::Tensor contiguous_copy(const at::Tensor& tensor) {
+  if (tensor.is_contiguous()) return tensor;
+  return allocate(tensor.sizes(), tensor.options()).copy_(tensor);
+}
+
 namespace {
 
 OptionalTensor contiguous(const OptionalTensor& tensor) {
   if (!tensor.has_value()) return std::nullopt;
   return tensor->contiguous();
+}
+
+// Zeros of `shape`, for an absent gradient, from `allocate` (the block cache on the CPU).
+at::Tensor zeros(at::IntArrayRef shape, const at::TensorOptions& options) {
+  return allocate(shape, options).zero_();
 }
 
 }  // namespace
@@ -35,7 +45,7 @@ LayerCall make_call(const char* op, CellKind cell, const at::Tensor& input, cons
       check_layer(op, cell, LayerTensors{input, hx, cx, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes});
   const LayerSizes& s = call.sizes;
   const auto options = input.options();
-  call.input = input.contiguous();
+  call.input = contiguous_copy(input);  // batch_first input arrives transposed
   call.hx_given = hx.has_value();
   call.hx = hx.has_value() ? hx->contiguous() : at::zeros({s.batch, s.output}, options);
   if (cell == CellKind::kLstm) {
@@ -78,9 +88,9 @@ BackwardInputs check_backward_inputs(CellKind cell, const LayerCall& call,
   const auto options = call.input.options();
   // A gradient that is absent is zero; one that is given must match its output.
   auto gradient = [&](const char* name, const OptionalTensor& grad, at::IntArrayRef shape) {
-    if (!grad.has_value()) return at::zeros(shape, options);
+    if (!grad.has_value()) return zeros(shape, options);
     check_like(op, name, *grad, shape, call.input.scalar_type(), call.input.device());
-    return grad->contiguous();
+    return contiguous_copy(*grad);  // e.g. the expanded gradient of output.sum()
   };
   const std::vector<int64_t> sequence = sequence_shape(s, s.output);
   check_like(op, "output", output, sequence, call.input.scalar_type(), call.input.device());

@@ -63,6 +63,9 @@ ForwardOutputs allocate_forward(CellKind cell, const LayerCall& call, bool train
 // tests catch any element a kernel fails to write.
 at::Tensor allocate(at::IntArrayRef shape, const at::TensorOptions& options);
 
+// `tensor` when contiguous, else a contiguous copy in a buffer from `allocate`.
+at::Tensor contiguous_copy(const at::Tensor& tensor);
+
 // Absent gradients (outputs that did not reach the loss) are zeros.
 BackwardInputs check_backward_inputs(CellKind cell, const LayerCall& call,
                                      const OptionalTensor& grad_output,
