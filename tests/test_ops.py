@@ -199,6 +199,24 @@ def test_autograd_graph(cell, generator):
         actual[0].sum().backward()
 
 
+@pytest.mark.parametrize("cell", CELLS)
+def test_forward_mode_ad_is_a_clear_error(cell, generator):
+    """Dual tensors (torch.autograd.forward_ad) have no formula here: an error, on the op and on
+    a module whose parameters need no gradient (the inference fast path declines them), never a
+    tangent silently dropped."""
+    import torch.autograd.forward_ad as fwAD
+
+    args = make_args(cell, generator)
+    module = {"rnn_tanh": fastrnn.RNN, "rnn_relu": fastrnn.RNN, "lstm": fastrnn.LSTM,
+              "gru": fastrnn.GRU}[cell](5, 6).double().requires_grad_(False)
+    with fwAD.dual_level():
+        args["input"] = fwAD.make_dual(args["input"], torch.ones_like(args["input"]))
+        with pytest.raises(RuntimeError, match="forward-mode AD"):
+            forward_op(cell)(*args.values())
+        with pytest.raises(RuntimeError, match="forward-mode AD"):
+            module(args["input"])
+
+
 BAD_ARGUMENTS = [
     ("input rank", lambda a: a.update(input=a["input"][0]), "input must be 3-D"),
     ("input size", lambda a: a.update(input=a["input"][..., :-1]), "input.size\\(-1\\) must equal"),

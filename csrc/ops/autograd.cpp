@@ -68,7 +68,8 @@ struct RnnFunction : torch::autograd::Function<RnnFunction<kCell>> {
                                const OptionalTensor& b_hh, const OptionalTensor& batch_sizes,
                                bool reverse) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
-    auto [output, hy] = forward_op<kCell, RnnForward>().call(input, hx, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse);
+    auto [output, hy] = forward_op<kCell, RnnForward>().call(input, hx, w_ih, w_hh, b_ih, b_hh,
+                                                             batch_sizes, reverse);
     ctx->save_for_backward({input, defined_or_empty(hx), w_ih, w_hh, output,
                             defined_or_empty(batch_sizes)});
     save_flags(ctx, b_ih, b_hh, reverse);
@@ -81,8 +82,9 @@ struct RnnFunction : torch::autograd::Function<RnnFunction<kCell>> {
     const bool input_grad = ctx->needs_input_grad(0);
     auto [grad_input, grad_hx, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh] =
         backward_op<kCell, RnnBackward>().call(optional(grads[0]), optional(grads[1]), input,
-                                               optional(hx), w_ih, w_hh,
-                saved[4], optional(saved[5]), flag(ctx, "reverse"), input_grad);
+                                               optional(hx), w_ih, w_hh, saved[4],
+                                               optional(saved[5]), flag(ctx, "reverse"),
+                                               input_grad);
     return {grad_if(input_grad, grad_input), grad_if(hx.defined(), grad_hx), grad_w_ih, grad_w_hh,
             grad_if(flag(ctx, "b_ih"), grad_b_ih), grad_if(flag(ctx, "b_hh"), grad_b_hh),
             at::Tensor(), at::Tensor()};
@@ -97,7 +99,8 @@ struct LstmFunction : torch::autograd::Function<LstmFunction> {
                                const OptionalTensor& w_hr, const OptionalTensor& batch_sizes,
                                bool reverse, bool train) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
-    auto [output, hy, cy, workspace] = forward_op<CellKind::kLstm, LstmForward>().call(input, hx, cx, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, train);
+    auto [output, hy, cy, workspace] = forward_op<CellKind::kLstm, LstmForward>().call(
+        input, hx, cx, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, train);
     ctx->save_for_backward({input, defined_or_empty(hx), defined_or_empty(cx), w_ih, w_hh,
                             defined_or_empty(w_hr), output, workspace,
                             defined_or_empty(batch_sizes)});
@@ -112,9 +115,9 @@ struct LstmFunction : torch::autograd::Function<LstmFunction> {
     const bool input_grad = ctx->needs_input_grad(0);
     auto [grad_input, grad_hx, grad_cx, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh, grad_w_hr] =
         backward_op<CellKind::kLstm, LstmBackward>().call(
-                optional(grads[0]), optional(grads[1]), optional(grads[2]), input, optional(hx),
-                optional(cx), saved[3], saved[4], optional(w_hr), saved[6], saved[7],
-                optional(saved[8]), flag(ctx, "reverse"), input_grad);
+            optional(grads[0]), optional(grads[1]), optional(grads[2]), input, optional(hx),
+            optional(cx), saved[3], saved[4], optional(w_hr), saved[6], saved[7],
+            optional(saved[8]), flag(ctx, "reverse"), input_grad);
     return {grad_if(input_grad, grad_input), grad_if(hx.defined(), grad_hx),
             grad_if(cx.defined(), grad_cx), grad_w_ih, grad_w_hh,
             grad_if(flag(ctx, "b_ih"), grad_b_ih), grad_if(flag(ctx, "b_hh"), grad_b_hh),
@@ -129,7 +132,8 @@ struct GruFunction : torch::autograd::Function<GruFunction> {
                                const OptionalTensor& b_hh, const OptionalTensor& batch_sizes,
                                bool reverse, bool train) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
-    auto [output, hy, workspace] = forward_op<CellKind::kGru, GruForward>().call(input, hx, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, train);
+    auto [output, hy, workspace] = forward_op<CellKind::kGru, GruForward>().call(
+        input, hx, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, train);
     ctx->save_for_backward({input, defined_or_empty(hx), w_ih, w_hh, output, workspace,
                             defined_or_empty(batch_sizes)});
     save_flags(ctx, b_ih, b_hh, reverse);
@@ -143,8 +147,8 @@ struct GruFunction : torch::autograd::Function<GruFunction> {
     const bool input_grad = ctx->needs_input_grad(0);
     auto [grad_input, grad_hx, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh] =
         backward_op<CellKind::kGru, GruBackward>().call(
-                optional(grads[0]), optional(grads[1]), input, optional(hx), saved[2], saved[3],
-                saved[4], saved[5], optional(saved[6]), flag(ctx, "reverse"), input_grad);
+            optional(grads[0]), optional(grads[1]), input, optional(hx), saved[2], saved[3],
+            saved[4], saved[5], optional(saved[6]), flag(ctx, "reverse"), input_grad);
     return {grad_if(input_grad, grad_input), grad_if(hx.defined(), grad_hx), grad_w_ih, grad_w_hh,
             grad_if(flag(ctx, "b_ih"), grad_b_ih), grad_if(flag(ctx, "b_hh"), grad_b_hh),
             at::Tensor(), at::Tensor(), at::Tensor()};
@@ -152,17 +156,21 @@ struct GruFunction : torch::autograd::Function<GruFunction> {
 };
 
 // The Autograd kernel of a forward op: through its Function when a gradient may be asked for,
-// else straight to the op below autograd (no graph node, nothing saved).
-bool records_graph(std::initializer_list<const at::Tensor*> tensors,
+// else straight to the op below autograd (no graph node, nothing saved). Forward-mode AD has no
+// formula here: a dual tensor (torch.autograd.forward_ad) is an error, never a dropped tangent.
+bool records_graph(const char* op, std::initializer_list<const at::Tensor*> tensors,
                    std::initializer_list<const OptionalTensor*> optionals) {
-  if (!at::GradMode::is_enabled()) return false;
-  for (const at::Tensor* t : tensors) {
-    if (t->requires_grad()) return true;
-  }
+  bool requires_grad = false;
+  auto visit = [&](const at::Tensor& t) {
+    TORCH_CHECK(!t._fw_grad(/*level=*/0).defined(), op,
+                ": forward-mode AD (dual tensors) is not supported; use reverse mode (backward)");
+    requires_grad = requires_grad || t.requires_grad();
+  };
+  for (const at::Tensor* t : tensors) visit(*t);
   for (const OptionalTensor* t : optionals) {
-    if (t->has_value() && (*t)->requires_grad()) return true;
+    if (t->has_value()) visit(**t);
   }
-  return false;
+  return requires_grad && at::GradMode::is_enabled();
 }
 
 template <CellKind kCell>
@@ -170,9 +178,10 @@ std::tuple<at::Tensor, at::Tensor> rnn_forward_autograd(
     const at::Tensor& input, const OptionalTensor& hx, const at::Tensor& w_ih,
     const at::Tensor& w_hh, const OptionalTensor& b_ih, const OptionalTensor& b_hh,
     const OptionalTensor& batch_sizes, bool reverse) {
-  if (!records_graph({&input, &w_ih, &w_hh}, {&hx, &b_ih, &b_hh})) {
+  if (!records_graph(forward_op_name(kCell), {&input, &w_ih, &w_hh}, {&hx, &b_ih, &b_hh})) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
-    return forward_op<kCell, RnnForward>().call(input, hx, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse);
+    return forward_op<kCell, RnnForward>().call(input, hx, w_ih, w_hh, b_ih, b_hh, batch_sizes,
+                                                reverse);
   }
   variable_list out =
       RnnFunction<kCell>::apply(input, hx, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse);
@@ -184,9 +193,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_forward_autograd
     const at::Tensor& w_ih, const at::Tensor& w_hh, const OptionalTensor& b_ih,
     const OptionalTensor& b_hh, const OptionalTensor& w_hr, const OptionalTensor& batch_sizes,
     bool reverse, bool train) {
-  if (!records_graph({&input, &w_ih, &w_hh}, {&hx, &cx, &b_ih, &b_hh, &w_hr})) {
+  if (!records_graph(forward_op_name(CellKind::kLstm), {&input, &w_ih, &w_hh},
+                     {&hx, &cx, &b_ih, &b_hh, &w_hr})) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
-    return forward_op<CellKind::kLstm, LstmForward>().call(input, hx, cx, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, train);
+    return forward_op<CellKind::kLstm, LstmForward>().call(input, hx, cx, w_ih, w_hh, b_ih, b_hh,
+                                                           w_hr, batch_sizes, reverse, train);
   }
   variable_list out = LstmFunction::apply(input, hx, cx, w_ih, w_hh, b_ih, b_hh, w_hr,
                                           batch_sizes, reverse, train);
@@ -197,9 +208,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gru_forward_autograd(
     const at::Tensor& input, const OptionalTensor& hx, const at::Tensor& w_ih,
     const at::Tensor& w_hh, const OptionalTensor& b_ih, const OptionalTensor& b_hh,
     const OptionalTensor& batch_sizes, bool reverse, bool train) {
-  if (!records_graph({&input, &w_ih, &w_hh}, {&hx, &b_ih, &b_hh})) {
+  if (!records_graph(forward_op_name(CellKind::kGru), {&input, &w_ih, &w_hh},
+                     {&hx, &b_ih, &b_hh})) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
-    return forward_op<CellKind::kGru, GruForward>().call(input, hx, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, train);
+    return forward_op<CellKind::kGru, GruForward>().call(input, hx, w_ih, w_hh, b_ih, b_hh,
+                                                         batch_sizes, reverse, train);
   }
   variable_list out =
       GruFunction::apply(input, hx, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, train);

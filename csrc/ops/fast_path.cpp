@@ -44,7 +44,7 @@ bool plain_context() {
 
 // The tensor of a Python object that is exactly a torch.Tensor or an nn.Parameter holding a
 // dense CPU tensor with no extra dispatch keys (conjugate, negative, sparse, wrappers), that
-// needs no gradient: null for anything else.
+// needs no gradient and carries no forward-mode tangent: null for anything else.
 const at::Tensor* plain_tensor(PyObject* object, bool grad_mode) {
   if (!THPVariable_CheckExact(object)) return nullptr;
   const at::Tensor& tensor = THPVariable_Unpack(object);
@@ -54,6 +54,7 @@ const at::Tensor* plain_tensor(PyObject* object, bool grad_mode) {
   static const c10::DispatchKeySet kCpuOnly(c10::BackendComponent::CPUBit);
   if ((tensor.key_set() - kAllowed) != kCpuOnly) return nullptr;
   if (grad_mode && tensor.requires_grad()) return nullptr;
+  if (tensor._fw_grad(/*level=*/0).defined()) return nullptr;  // a dual tensor: the op raises
   return &tensor;
 }
 
@@ -195,7 +196,9 @@ py::object run_stack(CellKind cell, const at::Tensor& input, const at::Tensor* h
   } else if (batch_first) {
     output = output.transpose(0, 1);
   }
-  auto wrap = [](const at::Tensor& t) { return py::reinterpret_steal<py::object>(THPVariable_Wrap(t)); };
+  auto wrap = [](const at::Tensor& t) {
+    return py::reinterpret_steal<py::object>(THPVariable_Wrap(t));
+  };
   if (lstm) return py::make_tuple(wrap(output), py::make_tuple(wrap(h_final), wrap(c_final)));
   return py::make_tuple(wrap(output), wrap(h_final));
 }
