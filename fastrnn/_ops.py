@@ -1,4 +1,4 @@
-"""Fake (meta) kernels and autograd for the ops of ``torch.ops.fastrnn``.
+"""Fake (meta) kernels for the ops of ``torch.ops.fastrnn``.
 
 The schemas and the CPU/CUDA kernels are C++ (csrc/ops); loading ``fastrnn._C`` registers them.
 This module adds what torch.compile and torch.export need on top: a fake kernel per op, output

@@ -207,8 +207,9 @@ def test_forward_mode_ad_is_a_clear_error(cell, generator):
     import torch.autograd.forward_ad as fwAD
 
     args = make_args(cell, generator)
-    module = {"rnn_tanh": fastrnn.RNN, "rnn_relu": fastrnn.RNN, "lstm": fastrnn.LSTM,
-              "gru": fastrnn.GRU}[cell](5, 6).double().requires_grad_(False)
+    module = {"rnn_tanh": lambda: fastrnn.RNN(5, 6), "lstm": lambda: fastrnn.LSTM(5, 6),
+              "rnn_relu": lambda: fastrnn.RNN(5, 6, nonlinearity="relu"),
+              "gru": lambda: fastrnn.GRU(5, 6)}[cell]().double().requires_grad_(False)
     with fwAD.dual_level():
         args["input"] = fwAD.make_dual(args["input"], torch.ones_like(args["input"]))
         with pytest.raises(RuntimeError, match="forward-mode AD"):

@@ -48,24 +48,18 @@ bool cast(bool flag) {
   return flag;
 }
 
-// The autocast kernel of op `kName`, whose signature is R(Args...): casts, then calls the op
-// again below autocast.
-template <c10::DeviceType kDevice, const char* kName, class Signature>
+// The autocast kernel of cell kCell's forward op, whose signature is R(Args...): casts, then
+// calls the op again below autocast.
+template <c10::DeviceType kDevice, CellKind kCell, class Signature>
 struct AutocastKernel;
 
-template <c10::DeviceType kDevice, const char* kName, class R, class... Args>
-struct AutocastKernel<kDevice, kName, R(Args...)> {
+template <c10::DeviceType kDevice, CellKind kCell, class R, class... Args>
+struct AutocastKernel<kDevice, kCell, R(Args...)> {
   static R run(Args... args) {
     c10::impl::ExcludeDispatchKeyGuard no_autocast(autocast_key<kDevice>());
-    static const auto op = typed_op<R(Args...)>(kName);
-    return op.call(cast<kDevice>(args)...);
+    return op_handle<kCell, R(Args...)>().call(cast<kDevice>(args)...);
   }
 };
-
-constexpr char kRnnTanhForward[] = "fastrnn::rnn_tanh_forward";
-constexpr char kRnnReluForward[] = "fastrnn::rnn_relu_forward";
-constexpr char kLstmForward[] = "fastrnn::lstm_forward";
-constexpr char kGruForward[] = "fastrnn::gru_forward";
 
 // ---- CPU GRU and LSTM: torch.nn's promotion to the state dtype (see the top of this file) ----
 
@@ -90,11 +84,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gru_forward_autocast_cpu(
     const OptionalTensor& batch_sizes, bool reverse, bool train) {
   const at::ScalarType state = cpu_state_dtype(input, hx);
   if (state == at::autocast::get_autocast_dtype(c10::DeviceType::CPU)) {
-    return AutocastKernel<c10::DeviceType::CPU, kGruForward, GruForward>::run(
+    return AutocastKernel<c10::DeviceType::CPU, CellKind::kGru, GruForward>::run(
         input, hx, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, train);
   }
   c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCPU);
-  static const auto op = typed_op<GruForward>(kGruForward);
+  const auto& op = op_handle<CellKind::kGru, GruForward>();
   const OptionalTensor h = hx.has_value() ? OptionalTensor(hx->to(state)) : std::nullopt;
   return op.call(rounded(input, state), h, rounded(w_ih, state), rounded(w_hh, state),
                  rounded(b_ih, state), rounded(b_hh, state), batch_sizes, reverse, train);
@@ -109,11 +103,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_forward_autocast
   const bool one_dnn_layer = !batch_sizes.has_value() && !w_hr.has_value();
   const at::ScalarType state = cpu_state_dtype(input, cx);
   if (one_dnn_layer || state == lower) {
-    return AutocastKernel<c10::DeviceType::CPU, kLstmForward, LstmForward>::run(
+    return AutocastKernel<c10::DeviceType::CPU, CellKind::kLstm, LstmForward>::run(
         input, hx, cx, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, train);
   }
   c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCPU);
-  static const auto op = typed_op<LstmForward>(kLstmForward);
+  const auto& op = op_handle<CellKind::kLstm, LstmForward>();
   // h enters only the recurrent linear layer (rounded); c only pointwise math (kept).
   const OptionalTensor c = cx.has_value() ? OptionalTensor(cx->to(state)) : std::nullopt;
   auto [output, hy, cy, workspace] =
@@ -129,14 +123,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_forward_autocast
 
 template <c10::DeviceType kDevice, class Library>
 void register_autocast(Library& m) {
-  m.impl("rnn_tanh_forward", &AutocastKernel<kDevice, kRnnTanhForward, RnnForward>::run);
-  m.impl("rnn_relu_forward", &AutocastKernel<kDevice, kRnnReluForward, RnnForward>::run);
+  m.impl("rnn_tanh_forward", &AutocastKernel<kDevice, CellKind::kRnnTanh, RnnForward>::run);
+  m.impl("rnn_relu_forward", &AutocastKernel<kDevice, CellKind::kRnnRelu, RnnForward>::run);
   if constexpr (kDevice == c10::DeviceType::CPU) {
     m.impl("lstm_forward", &lstm_forward_autocast_cpu);
     m.impl("gru_forward", &gru_forward_autocast_cpu);
   } else {
-    m.impl("lstm_forward", &AutocastKernel<kDevice, kLstmForward, LstmForward>::run);
-    m.impl("gru_forward", &AutocastKernel<kDevice, kGruForward, GruForward>::run);
+    m.impl("lstm_forward", &AutocastKernel<kDevice, CellKind::kLstm, LstmForward>::run);
+    m.impl("gru_forward", &AutocastKernel<kDevice, CellKind::kGru, GruForward>::run);
   }
 }
 

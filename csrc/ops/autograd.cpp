@@ -47,19 +47,6 @@ void save_flags(AutogradContext* ctx, const OptionalTensor& b_ih, const Optional
 
 bool flag(AutogradContext* ctx, const char* name) { return ctx->saved_data.at(name).toBool(); }
 
-// The dispatcher handles of cell kCell's forward and backward ops.
-template <CellKind kCell, class Signature>
-const c10::TypedOperatorHandle<Signature>& forward_op() {
-  static const auto op = typed_op<Signature>(forward_op_name(kCell));
-  return op;
-}
-
-template <CellKind kCell, class Signature>
-const c10::TypedOperatorHandle<Signature>& backward_op() {
-  static const auto op = typed_op<Signature>(backward_op_name(kCell));
-  return op;
-}
-
 template <CellKind kCell>
 struct RnnFunction : torch::autograd::Function<RnnFunction<kCell>> {
   static variable_list forward(AutogradContext* ctx, const at::Tensor& input,
@@ -68,8 +55,8 @@ struct RnnFunction : torch::autograd::Function<RnnFunction<kCell>> {
                                const OptionalTensor& b_hh, const OptionalTensor& batch_sizes,
                                bool reverse) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
-    auto [output, hy] = forward_op<kCell, RnnForward>().call(input, hx, w_ih, w_hh, b_ih, b_hh,
-                                                             batch_sizes, reverse);
+    auto [output, hy] = op_handle<kCell, RnnForward>().call(input, hx, w_ih, w_hh, b_ih, b_hh,
+                                                            batch_sizes, reverse);
     ctx->save_for_backward({input, defined_or_empty(hx), w_ih, w_hh, output,
                             defined_or_empty(batch_sizes)});
     save_flags(ctx, b_ih, b_hh, reverse);
@@ -81,10 +68,9 @@ struct RnnFunction : torch::autograd::Function<RnnFunction<kCell>> {
     const at::Tensor &input = saved[0], &hx = saved[1], &w_ih = saved[2], &w_hh = saved[3];
     const bool input_grad = ctx->needs_input_grad(0);
     auto [grad_input, grad_hx, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh] =
-        backward_op<kCell, RnnBackward>().call(optional(grads[0]), optional(grads[1]), input,
-                                               optional(hx), w_ih, w_hh, saved[4],
-                                               optional(saved[5]), flag(ctx, "reverse"),
-                                               input_grad);
+        op_handle<kCell, RnnBackward, true>().call(
+            optional(grads[0]), optional(grads[1]), input, optional(hx), w_ih, w_hh, saved[4],
+            optional(saved[5]), flag(ctx, "reverse"), input_grad);
     return {grad_if(input_grad, grad_input), grad_if(hx.defined(), grad_hx), grad_w_ih, grad_w_hh,
             grad_if(flag(ctx, "b_ih"), grad_b_ih), grad_if(flag(ctx, "b_hh"), grad_b_hh),
             at::Tensor(), at::Tensor()};
@@ -99,7 +85,7 @@ struct LstmFunction : torch::autograd::Function<LstmFunction> {
                                const OptionalTensor& w_hr, const OptionalTensor& batch_sizes,
                                bool reverse, bool train) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
-    auto [output, hy, cy, workspace] = forward_op<CellKind::kLstm, LstmForward>().call(
+    auto [output, hy, cy, workspace] = op_handle<CellKind::kLstm, LstmForward>().call(
         input, hx, cx, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, train);
     ctx->save_for_backward({input, defined_or_empty(hx), defined_or_empty(cx), w_ih, w_hh,
                             defined_or_empty(w_hr), output, workspace,
@@ -114,7 +100,7 @@ struct LstmFunction : torch::autograd::Function<LstmFunction> {
     const at::Tensor &input = saved[0], &hx = saved[1], &cx = saved[2], &w_hr = saved[5];
     const bool input_grad = ctx->needs_input_grad(0);
     auto [grad_input, grad_hx, grad_cx, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh, grad_w_hr] =
-        backward_op<CellKind::kLstm, LstmBackward>().call(
+        op_handle<CellKind::kLstm, LstmBackward, true>().call(
             optional(grads[0]), optional(grads[1]), optional(grads[2]), input, optional(hx),
             optional(cx), saved[3], saved[4], optional(w_hr), saved[6], saved[7],
             optional(saved[8]), flag(ctx, "reverse"), input_grad);
@@ -132,7 +118,7 @@ struct GruFunction : torch::autograd::Function<GruFunction> {
                                const OptionalTensor& b_hh, const OptionalTensor& batch_sizes,
                                bool reverse, bool train) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
-    auto [output, hy, workspace] = forward_op<CellKind::kGru, GruForward>().call(
+    auto [output, hy, workspace] = op_handle<CellKind::kGru, GruForward>().call(
         input, hx, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, train);
     ctx->save_for_backward({input, defined_or_empty(hx), w_ih, w_hh, output, workspace,
                             defined_or_empty(batch_sizes)});
@@ -146,7 +132,7 @@ struct GruFunction : torch::autograd::Function<GruFunction> {
     const at::Tensor &input = saved[0], &hx = saved[1];
     const bool input_grad = ctx->needs_input_grad(0);
     auto [grad_input, grad_hx, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh] =
-        backward_op<CellKind::kGru, GruBackward>().call(
+        op_handle<CellKind::kGru, GruBackward, true>().call(
             optional(grads[0]), optional(grads[1]), input, optional(hx), saved[2], saved[3],
             saved[4], saved[5], optional(saved[6]), flag(ctx, "reverse"), input_grad);
     return {grad_if(input_grad, grad_input), grad_if(hx.defined(), grad_hx), grad_w_ih, grad_w_hh,
@@ -180,8 +166,8 @@ std::tuple<at::Tensor, at::Tensor> rnn_forward_autograd(
     const OptionalTensor& batch_sizes, bool reverse) {
   if (!records_graph(forward_op_name(kCell), {&input, &w_ih, &w_hh}, {&hx, &b_ih, &b_hh})) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
-    return forward_op<kCell, RnnForward>().call(input, hx, w_ih, w_hh, b_ih, b_hh, batch_sizes,
-                                                reverse);
+    return op_handle<kCell, RnnForward>().call(input, hx, w_ih, w_hh, b_ih, b_hh, batch_sizes,
+                                               reverse);
   }
   variable_list out =
       RnnFunction<kCell>::apply(input, hx, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse);
@@ -196,8 +182,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_forward_autograd
   if (!records_graph(forward_op_name(CellKind::kLstm), {&input, &w_ih, &w_hh},
                      {&hx, &cx, &b_ih, &b_hh, &w_hr})) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
-    return forward_op<CellKind::kLstm, LstmForward>().call(input, hx, cx, w_ih, w_hh, b_ih, b_hh,
-                                                           w_hr, batch_sizes, reverse, train);
+    return op_handle<CellKind::kLstm, LstmForward>().call(
+        input, hx, cx, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, train);
   }
   variable_list out = LstmFunction::apply(input, hx, cx, w_ih, w_hh, b_ih, b_hh, w_hr,
                                           batch_sizes, reverse, train);
@@ -211,8 +197,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gru_forward_autograd(
   if (!records_graph(forward_op_name(CellKind::kGru), {&input, &w_ih, &w_hh},
                      {&hx, &b_ih, &b_hh})) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
-    return forward_op<CellKind::kGru, GruForward>().call(input, hx, w_ih, w_hh, b_ih, b_hh,
-                                                         batch_sizes, reverse, train);
+    return op_handle<CellKind::kGru, GruForward>().call(input, hx, w_ih, w_hh, b_ih, b_hh,
+                                                        batch_sizes, reverse, train);
   }
   variable_list out =
       GruFunction::apply(input, hx, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, train);

@@ -214,10 +214,15 @@ using LstmBackward = decltype(lstm_backward_op<SignatureOnly>);
 using GruForward = decltype(gru_forward_op<SignatureOnly>);
 using GruBackward = decltype(gru_backward_op<SignatureOnly>);
 
-// The dispatcher's handle of op `name` (schemas.cpp), whose C++ signature is `Signature`.
-template <class Signature>
-c10::TypedOperatorHandle<Signature> typed_op(const char* name) {
-  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").template typed<Signature>();
+// The dispatcher's handle of cell kCell's forward op (its backward op when kBackward), whose C++
+// signature is `Signature` (one of the above), looked up once.
+template <CellKind kCell, class Signature, bool kBackward = false>
+const c10::TypedOperatorHandle<Signature>& op_handle() {
+  static const auto op =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow(kBackward ? backward_op_name(kCell) : forward_op_name(kCell), "")
+          .template typed<Signature>();
+  return op;
 }
 
 // Registers every layer op of `Device` in a TORCH_LIBRARY_IMPL block.
