@@ -21,7 +21,7 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, 
 // input and weight gradients run here where tiled_gemm_enabled: MKL's sgemm takes its AVX2
 // code on AMD's AVX-512 cores, and ran those GEMMs' shapes (a 1024-row chunk of a GRU at
 // H = I = 512) at 160-186 GFLOP/s on the development machine's two Zen 4 cores, against the
-// micro-kernel's 185-195 (one core: 85-100 against 95-107).
+// micro-kernel's 185-211 (one core: 85-100 against 95-108).
 void tiled_gemm(const StepKernels<float>& kernels, bool trans_a, int64_t m, int64_t n, int64_t k,
                 const float* a, int64_t lda, const float* b, int64_t ldb, bool accumulate,
                 float* c, int64_t ldc);
