@@ -69,17 +69,64 @@ def test_compiler_is_the_one_that_built_the_extension(text, info):
         pytest.skip(f"built by another compiler than today's {cxx} {installed.strip()}")
 
 
-def test_cpu_isa_and_gemm(text):
+def _proc_cpuinfo() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo, read here independently of fastrnn.info."""
+    fields = {}
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if not line.strip():
+                break
+            key, _, value = line.partition(":")
+            fields[key.strip()] = value.strip()
+    return fields
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/cpuinfo"), reason="reads Linux's /proc/cpuinfo")
+def test_cpu_model_and_features(text, info):
+    cpuinfo = _proc_cpuinfo()
+    fields = _fields(text)
+    assert fields["cpu"] == (f"{cpuinfo['model name']} (family {cpuinfo['cpu family']}, "
+                             f"model {cpuinfo['model']})")
+    # The features the kernels' choice reads (GCC's names) agree with the kernel's flags.
+    flags = set(cpuinfo["flags"].split())
+    linux_names = {"avx2": "avx2", "fma": "fma", "avx512f": "avx512f", "avx512dq": "avx512dq",
+                   "avx512bw": "avx512bw", "avx512vl": "avx512vl", "avx512bf16": "avx512_bf16"}
+    assert info["cpu_features"] == {name: flag in flags for name, flag in linux_names.items()}
+    assert fields["cpu features"].split(" (no ")[0].split() == [
+        name for name, flag in linux_names.items() if flag in flags]
+    detected = "avx512" if {"avx512f", "avx512dq", "avx512bw", "avx512vl"} <= flags else \
+        "avx2" if {"avx2", "fma"} <= flags else "baseline"
+    assert _C.cpu_isa_detected() == detected
+
+
+def test_cpu_isa_gemm_and_bf16_products(text, info):
     fields = _fields(text)
     assert fields["cpu isa"] == f"{_C.cpu_isa()} (detected: {_C.cpu_isa_detected()})"
     assert fields["cpu gemm"] == _C.cpu_gemm_backend()
-    assert fields["cpu bfloat16 products"] == ("avx512_bf16" if _C.cpu_bf16_products()
-                                               else "float32")
-    # the instruction set *in use*: lowering it through the environment shows
+    has_bf16 = info["cpu_features"].get("avx512bf16", False)
+    no_bf16 = "float32 (this CPU has no AVX512_BF16)"
+    if _C.cpu_bf16_products():
+        assert fields["cpu bfloat16 products"] == "avx512_bf16"
+    elif not has_bf16:
+        assert fields["cpu bfloat16 products"] == no_bf16
+    # the instruction set *in use*: lowering it through the environment shows, with the reason
+    # bfloat16 products are off
     lowered = _fields(_run_info(env={"FASTRNN_CPU_ISA": "baseline"}))
     assert lowered["cpu isa"] == f"baseline (detected: {_C.cpu_isa_detected()})"
-    assert lowered["cpu bfloat16 products"] == "float32"
-    assert _fields(_run_info(env={"FASTRNN_CPU_BF16": "0"}))["cpu bfloat16 products"] == "float32"
+    assert lowered["cpu bfloat16 products"] == (
+        "float32 (kernels lowered to baseline by FASTRNN_CPU_ISA)" if has_bf16 else no_bf16)
+    # (FASTRNN_CPU_ISA cleared: CI runs the suite with it set too)
+    unlowered = _run_info(env={"FASTRNN_CPU_BF16": "0", "FASTRNN_CPU_ISA": ""})
+    assert _fields(unlowered)["cpu bfloat16 products"] == (
+        "float32 (FASTRNN_CPU_BF16=0)" if has_bf16 else no_bf16)
+
+
+def test_torch_cpu_fields(text, info):
+    fields = _fields(text)
+    assert fields["torch cpu capability"] == torch.backends.cpu.get_cpu_capability()
+    native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    assert info["torch_bf16_native"] is native
+    assert (fields["torch bfloat16"] == "oneDNN") is native
 
 
 def test_cuda_build_fields(text, info):

@@ -39,6 +39,22 @@ bool bf16_products_enabled() {
 #endif
 }
 
+std::vector<std::pair<std::string, bool>> cpu_features() {
+  std::vector<std::pair<std::string, bool>> features;
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  // __builtin_cpu_supports takes string literals only, hence one line per feature.
+  features.emplace_back("avx2", __builtin_cpu_supports("avx2") != 0);
+  features.emplace_back("fma", __builtin_cpu_supports("fma") != 0);
+  features.emplace_back("avx512f", __builtin_cpu_supports("avx512f") != 0);
+  features.emplace_back("avx512dq", __builtin_cpu_supports("avx512dq") != 0);
+  features.emplace_back("avx512bw", __builtin_cpu_supports("avx512bw") != 0);
+  features.emplace_back("avx512vl", __builtin_cpu_supports("avx512vl") != 0);
+  features.emplace_back("avx512bf16", __builtin_cpu_supports("avx512bf16") != 0);
+#endif
+  return features;
+}
+
 const char* isa_name(Isa isa) {
   switch (isa) {
     case Isa::kAvx512: return "avx512";

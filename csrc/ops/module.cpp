@@ -108,6 +108,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("cpu_isa_detected",
         [] { return std::string(fastrnn::cpu::isa_name(fastrnn::cpu::detected_isa())); },
         "Best instruction set this CPU supports.");
+  m.def("cpu_features", &fastrnn::cpu::cpu_features,
+        "The CPU features the instruction-set choice reads: (name, present) pairs.");
   m.def("cpu_bf16_products",
         [] { return fastrnn::cpu::step_kernels<float>().bf16_products; },
         "Whether bfloat16 calls run their recurrent products in bfloat16 (AVX512_BF16).");
