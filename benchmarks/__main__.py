@@ -16,7 +16,6 @@ results.json and speedup.png (with matplotlib) to --out.
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import time
 from pathlib import Path
@@ -26,21 +25,11 @@ import torch
 import fastrnn
 from benchmarks import measure, report
 from benchmarks.peers import FastRNN, TorchNN, Workload, available_peers
-from benchmarks.shapes import DEFAULT_SETS, SET_NAMES, cases
+from benchmarks.shapes import DEFAULT_SETS, SET_NAMES, cases, without_native_bfloat16
+from fastrnn.info import cpu_model, torch_bfloat16_native
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 SHORT = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -123,33 +112,49 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     peers, notes = available_peers(device, args.peers, args.threads)
     implementations = [FastRNN(), TorchNN(), *peers]
-    work = [(cell, case, dtype) for name in args.sets for case in cases(name, args.device)
+    # Without native bfloat16 in torch on this CPU, torch.nn's bfloat16 layers run on a generic
+    # GEMM (0.4-0.6 GFLOP/s on 2 cores, seconds a training call): bfloat16 rows are timed on a
+    # smaller shape, named in their row, and fastrnn (float32 inside there) is rated against the
+    # float32 GEMM.
+    slow_bf16 = device.type == "cpu" and not torch_bfloat16_native()
+    work = [(cell, without_native_bfloat16(case) if slow_bf16 and dtype == "bfloat16" else case,
+             dtype)
+            for name in args.sets for case in cases(name, args.device)
             if not args.modes or case.mode in args.modes
             for dtype in args.dtypes for cell in args.cells]
-    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
     metadata = {
         "device": args.device, "device_name": device_name, "threads": args.threads,
         "torch": torch.__version__, "fastrnn": fastrnn.__version__,
-        "cpu_isa": fastrnn._C.cpu_isa(), "cpu_gemm": fastrnn._C.cpu_gemm_backend(),
+        "cpu_isa": fastrnn._C.cpu_isa(), "cpu_isa_detected": fastrnn._C.cpu_isa_detected(),
+        "cpu_bf16_products": fastrnn._C.cpu_bf16_products(),
+        "torch_bf16_native": not slow_bf16 if device.type == "cpu" else None,
+        "cpu_gemm": fastrnn._C.cpu_gemm_backend(),
         "cuda_built": fastrnn._C.cuda_built(), "repeats": args.repeats,
         "command": "python -m benchmarks " + " ".join(sys.argv[1:] if argv is None else argv),
     }
-    print(f"machine: {device_name}" + ("" if device.type == "cuda" else f", {args.threads} threads")
-          + f"; torch {torch.__version__}; fastrnn {fastrnn.__version__} (CPU kernels "
-          f"{metadata['cpu_isa']}, GEMM {metadata['cpu_gemm']}, CUDA built {metadata['cuda_built']})")
+    print(report.machine_header(device, args.threads))
     for note in notes:
         print(f"peer {note}")
     gemm = {}
     for dtype in args.dtypes:
-        gemm[dtype] = measure.gemm_rate(device, DTYPES[dtype], args.threads)
+        small = slow_bf16 and dtype == "bfloat16"
+        gemm[dtype] = measure.gemm_rate(device, DTYPES[dtype], args.threads, small=small)
         metadata[f"gemm_gflops_{SHORT[dtype]}"] = gemm[dtype]
     print("GEMM rate (torch.mm): " + ", ".join(f"{SHORT[d]} {g:.1f} GFLOP/s" for d, g in gemm.items()))
+    peak = dict(gemm)
+    if slow_bf16 and "bfloat16" in args.dtypes:
+        peak["bfloat16"] = gemm.get("float32") or measure.gemm_rate(device, torch.float32, args.threads)
+        print("bfloat16: torch has no native bfloat16 on this CPU (no oneDNN bfloat16), so "
+              "bfloat16 rows run on a smaller shape (a fifth of the steps, a quarter of the "
+              "batch; see their shape column), and their % GEMM is of the float32 GEMM rate "
+              "(fastrnn computes them in float32 here)")
     started = time.perf_counter()
     rows = []
     for index, (cell, case, dtype) in enumerate(work):
         progress(index, len(work), f"{cell} {case.mode} {SHORT[dtype]} {case.label}")
         rows.append(run_row(Workload(cell, case, device, DTYPES[dtype]), implementations, args,
-                            gemm[dtype]))
+                            peak[dtype]))
     progress(len(work), len(work), "done")
     metadata["seconds"] = time.perf_counter() - started
     print(report.markdown(rows))

@@ -80,10 +80,13 @@ def flops_per_unit(w: Workload) -> float:
     return 3 * forward if mode in ("training", "packed") else forward
 
 
-def gemm_rate(device: torch.device, dtype: torch.dtype, threads: int) -> float:
-    """GFLOP/s of torch.mm on this device and dtype (the best of two shapes), for '% of peak'."""
+def gemm_rate(device: torch.device, dtype: torch.dtype, threads: int, small: bool = False) -> float:
+    """GFLOP/s of torch.mm on this device and dtype (the best of two shapes), for '% of peak'.
+    small: one 256-cube instead, for a dtype torch has no fast GEMM for here (a CPU without
+    native bfloat16: its 2048 x 1024 x 2048 product alone takes 20 s there)."""
     best = 0.0
-    for m, k, n in ((2048, 1024, 2048), (1024, 1024, 4096)):
+    shapes = ((256, 256, 256),) if small else ((2048, 1024, 2048), (1024, 1024, 4096))
+    for m, k, n in shapes:
         a = torch.randn(m, k, device=device, dtype=dtype)
         b = torch.randn(k, n, device=device, dtype=dtype)
         timer = benchmark.Timer("torch.mm(a, b)", globals={"torch": torch, "a": a, "b": b},

@@ -17,6 +17,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 import fastrnn
+from benchmarks.report import machine_header
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -66,6 +67,7 @@ def main(argv=None) -> None:
     args.trace.parent.mkdir(parents=True, exist_ok=True)
     prof.export_chrome_trace(str(args.trace))
     sort = "self_cuda_time_total" if args.device == "cuda" else "self_cpu_time_total"
+    print(machine_header(torch.device(args.device), torch.get_num_threads()))
     print(prof.key_averages().table(sort_by=sort, row_limit=args.top))
     print(f"Chrome trace: {args.trace}")
 

@@ -6,7 +6,23 @@ import csv
 import json
 from pathlib import Path
 
+import torch
+
+import fastrnn
+from fastrnn.info import cpu_summary
+
 PEER_COLUMNS = (("torch.nn", "torch"), ("onnxruntime", "ort"), ("flashrnn", "flashrnn"))
+
+
+def machine_header(device: torch.device, threads: int) -> str:
+    """The first line of every benchmark run: the machine, fastrnn's kernels on it (instruction
+    set, bfloat16 products), torch's bfloat16, versions."""
+    if device.type == "cuda":
+        machine = f"{torch.cuda.get_device_name(device)}; host CPU {cpu_summary()}"
+    else:
+        machine = f"{cpu_summary()}; {threads} threads"
+    return (f"machine: {machine}; torch {torch.__version__}; fastrnn {fastrnn.__version__} "
+            f"(CUDA built {fastrnn._C.cuda_built()})")
 
 
 def _format(value, digits: int = 2) -> str:

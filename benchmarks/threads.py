@@ -16,6 +16,7 @@ import time
 import torch
 
 from benchmarks.peers import FastRNN, Workload
+from benchmarks.report import machine_header
 from benchmarks.shapes import cases
 
 
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--min-batch", type=int, default=32)
     args = parser.parse_args(argv)
     counts = (1, args.threads)
+    print(machine_header(torch.device("cpu"), args.threads))
     print(f"float32; fastrnn at 1 and {args.threads} threads, alternating")
     print(f"| set | cell | mode | shape | 1 thread ms | {args.threads} threads ms | speedup |")
     print("|---|---|---|---|---:|---:|---:|")

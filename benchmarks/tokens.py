@@ -17,6 +17,7 @@ import torch
 
 from benchmarks.measure import medians_in_turn
 from benchmarks.peers import FastRNN, Workload
+from benchmarks.report import machine_header
 from benchmarks.shapes import cases
 
 
@@ -27,6 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cells", nargs="+", default=["LSTM", "GRU", "RNN"])
     parser.add_argument("--set", default="packed", help="shape set whose packed cases run")
     args = parser.parse_args(argv)
+    print(machine_header(torch.device("cpu"), args.threads))
     print(f"{args.threads} threads; float32; fastrnn packed vs padded training")
     print("| cell | shape | padded ms | packed ms | token fraction | ratio |")
     print("|---|---|---:|---:|---:|---:|")

@@ -8,8 +8,10 @@ import json
 
 import torch
 
+import fastrnn
 from benchmarks import __main__ as suite
 from benchmarks import profile
+from fastrnn.info import cpu_model
 
 
 def test_suite_smoke_run_writes_table_and_files(tmp_path, capsys):
@@ -30,6 +32,29 @@ def test_suite_smoke_run_writes_table_and_files(tmp_path, capsys):
             assert row["unit"] == "us/step"
     assert data["metadata"]["gemm_gflops_fp32"] > 0
     assert table.count("| smoke |") == 12
+    # The run's header names the CPU, fastrnn's instruction set and its bfloat16 products.
+    header = table.splitlines()[0]
+    assert header.startswith(f"machine: {cpu_model()}; fastrnn kernels {fastrnn._C.cpu_isa()} ")
+    assert "bfloat16 products " in header and f"{torch.get_num_threads()} threads" in header
+
+
+def test_bfloat16_rows_shrink_without_native_bfloat16(tmp_path, capsys, monkeypatch):
+    """Where torch has no native bfloat16 (no oneDNN bfloat16: AVX2-only CPUs), bfloat16 rows run
+    on a twentieth of the work, float32 rows on their own shape, and the run says so."""
+    monkeypatch.setattr(suite, "torch_bfloat16_native", lambda: False)
+    assert suite.main(["--sets", "smoke", "--repeats", "1", "--dtypes", "float32", "bfloat16",
+                       "--modes", "inference", "--cells", "GRU", "--out", str(tmp_path),
+                       "--no-plot"]) == 0
+    out = capsys.readouterr().out
+    assert "torch has no native bfloat16 on this CPU" in out
+    data = json.loads((tmp_path / "results.json").read_text())
+    shapes = {row["dtype"]: (row["steps"], row["batch"]) for row in data["rows"]}
+    assert shapes == {"fp32": (6, 3), "bf16": (4, 1)}
+    assert data["metadata"]["torch_bf16_native"] is False
+    # bfloat16 rows are rated against the float32 GEMM (fastrnn computes them in float32 there)
+    bf16 = next(row for row in data["rows"] if row["dtype"] == "bf16")
+    rate = data["metadata"]["gemm_gflops_fp32"]
+    assert abs(bf16["gemm_percent_fastrnn"] - 100 * bf16["gflops_fastrnn"] / rate) < 1e-6
 
 
 def test_flops_count_layers_directions_and_real_tokens():
