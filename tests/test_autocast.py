@@ -16,6 +16,7 @@ against torch.nn under autocast where oneDNN has bfloat16."""
 from __future__ import annotations
 
 import copy
+import warnings
 from contextlib import contextmanager
 
 import pytest
@@ -25,6 +26,9 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 import fastrnn
 from utils import MODES, assert_within_half_precision_rule, make_pair, randn, run_with_grads
+
+# CI reruns these under each lower FASTRNN_CPU_ISA (.ci/run).
+pytestmark = pytest.mark.kernels
 
 # Whether torch.nn can run its bfloat16 LSTM layer (oneDNN's) on this CPU: torch's own check.
 ONEDNN_BFLOAT16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
@@ -50,12 +54,11 @@ def _bfloat16(value):
 @contextmanager
 def _torch_native_path():
     """torch.nn's RNNs on its native ATen path (no oneDNN), which runs on any CPU."""
-    enabled = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
-    try:
-        yield
-    finally:
-        torch.backends.mkldnn.enabled = enabled
+    with warnings.catch_warnings():
+        # flags() also sets oneDNN's TF32 switch, which warns that it is for Intel GPUs.
+        warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")
+        with torch.backends.mkldnn.flags(enabled=False):
+            yield
 
 
 @pytest.mark.parametrize("reference", ["autocast", "bfloat16"])

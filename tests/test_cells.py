@@ -11,6 +11,9 @@ import fastrnn
 
 from utils import TOLERANCES, assert_same_error, randn
 
+# CI reruns these under each lower FASTRNN_CPU_ISA (.ci/run).
+pytestmark = pytest.mark.kernels
+
 CELLS = {
     "RNNCell-tanh": (nn.RNNCell, fastrnn.RNNCell, {"nonlinearity": "tanh"}),
     "RNNCell-relu": (nn.RNNCell, fastrnn.RNNCell, {"nonlinearity": "relu"}),

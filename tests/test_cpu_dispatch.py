@@ -5,6 +5,8 @@ fallback forced, in subprocesses (the choice is made once per process)."""
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -110,3 +112,18 @@ def test_gemm_uses_blas_in_torch_wheels():
     if os.environ.get("FASTRNN_CPU_BLAS"):
         pytest.skip("forced by the environment")
     assert _C.cpu_gemm_backend() == "blas"
+
+
+def test_every_instruction_set_is_compiled():
+    """One build carries every instruction set's kernels, whatever CPU built it or runs it: the
+    AVX-512 kernels (FMAs on zmm registers), the AVX512_BF16 products (vdpbf16ps) and the AVX2
+    kernels (FMAs on ymm registers) are in the extension's machine code. On a CPU without
+    AVX-512 this is what shows those kernels were built; they run where the CPU has them."""
+    objdump = shutil.which("objdump")
+    if objdump is None:
+        pytest.skip("needs objdump (GNU binutils) to read the extension's machine code")
+    code = subprocess.run([objdump, "-d", "--no-show-raw-insn", _C.__file__], capture_output=True,
+                          text=True, timeout=300, check=True).stdout
+    assert re.search(r"\bvdpbf16ps\b", code)
+    assert re.search(r"\bvfmadd\w+ps\s+.*%zmm", code)
+    assert re.search(r"\bvfmadd\w+ps\s+.*%ymm", code)

@@ -20,6 +20,9 @@ from fastrnn.modules import RNNBase
 from tests.test_modules import _bad_inputs
 from tests.utils import MODES, assert_same_error, make_pair, randn
 
+# CI reruns these under each lower FASTRNN_CPU_ISA (.ci/run).
+pytestmark = pytest.mark.kernels
+
 
 @pytest.fixture
 def fast_calls(monkeypatch):

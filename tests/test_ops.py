@@ -12,6 +12,9 @@ from fastrnn import _ops, _reference
 
 from utils import randn
 
+# CI reruns these under each lower FASTRNN_CPU_ISA (.ci/run).
+pytestmark = pytest.mark.kernels
+
 CELLS = ["rnn_tanh", "rnn_relu", "lstm", "gru"]
 GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
 

@@ -8,9 +8,13 @@ import pytest
 import torch
 
 import fastrnn
+from fastrnn.info import bf16_products
 
 from utils import (MODES, TOLERANCES, assert_results_close, make_pair, randn,
                    run_with_grads)
+
+# CI reruns these under each lower FASTRNN_CPU_ISA (.ci/run).
+pytestmark = pytest.mark.kernels
 
 INPUT, HIDDEN, STEPS, BATCH = 5, 19, 5, 3  # HIDDEN 19: full SIMD blocks plus a masked tail
 
@@ -278,7 +282,8 @@ BF16_SHAPES = [
 ]
 
 
-@pytest.mark.skipif(not fastrnn._C.cpu_bf16_products(), reason="no AVX512_BF16 on this CPU")
+@pytest.mark.skipif(not fastrnn._C.cpu_bf16_products(),
+                    reason=f"bfloat16 products not in use: {bf16_products()}")
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("shape", BF16_SHAPES, ids=str)
 @pytest.mark.parametrize("mode", MODES)

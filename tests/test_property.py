@@ -16,6 +16,9 @@ from torch.nn.utils.rnn import pack_padded_sequence
 import fastrnn
 from utils import MODES, make_pair
 
+# CI reruns these under each lower FASTRNN_CPU_ISA (.ci/run).
+pytestmark = pytest.mark.kernels
+
 
 @st.composite
 def configurations(draw):

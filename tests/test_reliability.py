@@ -24,6 +24,9 @@ from torch.nn import Parameter
 import fastrnn
 from utils import MODES, TOLERANCES, flatten_state, make_pair, randn, run_with_grads
 
+# CI reruns these under each lower FASTRNN_CPU_ISA (.ci/run).
+pytestmark = pytest.mark.kernels
+
 CELLS = ["RNNCell", "LSTMCell", "GRUCell"]
 
 
