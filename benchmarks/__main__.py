@@ -113,7 +113,7 @@ def main(argv=None) -> int:
     peers, notes = available_peers(device, args.peers, args.threads)
     implementations = [FastRNN(), TorchNN(), *peers]
     # Without native bfloat16 in torch on this CPU, torch.nn's bfloat16 layers run on a generic
-    # GEMM (0.4-0.6 GFLOP/s on 2 cores, seconds a training call): bfloat16 rows are timed on a
+    # GEMM (0.4-2 GFLOP/s on 2 cores, seconds a training call): bfloat16 rows are timed on a
     # smaller shape, named in their row, and fastrnn (float32 inside there) is rated against the
     # float32 GEMM.
     slow_bf16 = device.type == "cpu" and not torch_bfloat16_native()

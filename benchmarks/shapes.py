@@ -75,7 +75,7 @@ def cases(set_name: str, device: str) -> list[Case]:
 def without_native_bfloat16(case: Case) -> Case:
     """The shape a bfloat16 row is timed on where torch has no native bfloat16 on the CPU: a
     fifth of the steps and a quarter of the batch (a twentieth of the work). torch.nn's bfloat16
-    layers there run on a generic GEMM at under 1 GFLOP/s: the quick set's training rows would
+    layers there run on a generic GEMM at 0.4-2 GFLOP/s: the quick set's training rows would
     take about a second a call, and --quick well over its 3 minutes."""
     return replace(case, steps=max(4, case.steps // 5), batch=max(1, case.batch // 4))
 

@@ -50,7 +50,7 @@ def cpu_model() -> str:
 def torch_bfloat16_native() -> bool:
     """Whether torch has native bfloat16 on this CPU: oneDNN's bfloat16 kernels, which need
     AVX-512 (torch.ops.mkldnn._is_mkldnn_bf16_supported). Without them torch's bfloat16 matmul
-    takes a generic path (about 0.5 GFLOP/s on 2 Zen 3 cores) and torch.nn's LSTM under CPU
+    takes a generic path (0.4 GFLOP/s on 2 Zen 3 cores) and torch.nn's LSTM under CPU
     autocast fails ("could not create a primitive descriptor")."""
     check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
     try:
