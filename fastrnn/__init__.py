@@ -9,6 +9,8 @@ The ops behind the modules are registered as ``torch.ops.fastrnn.*`` (one call p
 direction over the whole sequence); ``fastrnn.functional`` runs them on explicit weights.
 """
 
+import torch as _torch
+
 from fastrnn import _ops  # noqa: F401  (loads the extension, registers ops, fakes and autograd)
 from fastrnn import _C  # after _ops, which loads torch's libraries first
 from fastrnn import functional
@@ -17,6 +19,13 @@ from fastrnn.convert import convert, to_torch
 from fastrnn.modules import GRU, LSTM, RNN, RNNBase
 
 __version__ = "0.1.0"
+
+# Whole-model checkpoints (torch.save(model)) that hold fastrnn's modules load with torch.load's
+# default weights_only=True wherever the same model with torch.nn's would (a user's own classes
+# and torch.nn's still need torch.serialization.add_safe_globals, as always): fastrnn's classes
+# hold only parameters, numbers, strings and lists of names. The loading process must import
+# fastrnn first, which registers them.
+_torch.serialization.add_safe_globals([RNN, LSTM, GRU, RNNCell, LSTMCell, GRUCell])
 
 
 def empty_cache() -> int:

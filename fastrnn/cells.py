@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from torch.nn import init
 from torch.nn.parameter import Parameter
 
-from fastrnn import _ops  # noqa: F401  (registers the ops)
+from fastrnn import _ops, functional  # noqa: F401  (_ops registers the ops)
 
 __all__ = ["RNNCellBase", "RNNCell", "LSTMCell", "GRUCell"]
 
@@ -94,8 +94,7 @@ class RNNCellBase(nn.Module):
                                    f"{_dtype_name(operand.dtype)} and {_dtype_name(weight.dtype)}")
 
     def _needs_grad(self, *tensors: Tensor | None) -> bool:
-        return torch.is_grad_enabled() and any(
-            t is not None and t.requires_grad for t in (*tensors, *self.parameters()))
+        return functional._needs_grad([*tensors, *self.parameters()])
 
 
 def _batched(name: str, input: Tensor, states: list[Tensor] | None,

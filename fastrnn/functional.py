@@ -28,6 +28,12 @@ __all__ = ["rnn_tanh", "rnn_relu", "lstm", "gru"]
 
 
 def _needs_grad(tensors: Sequence[Tensor | None]) -> bool:
+    """The ``train`` flag of the LSTM and GRU ops: whether a call saves the workspace backward
+    needs. False while torch.jit.trace records the call (the flag would become a constant of the
+    traced graph, and differ between its runs with and without grad); the ops' autograd kernel
+    saves the workspace whenever it records a graph anyway."""
+    if torch.jit.is_tracing():
+        return False
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 

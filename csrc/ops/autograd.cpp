@@ -185,8 +185,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_forward_autograd
     return op_handle<CellKind::kLstm, LstmForward>().call(
         input, hx, cx, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, train);
   }
+  // A graph needs the workspace whatever the caller asked (train is for calls without one:
+  // compiled forward graphs that hand it to a compiled backward), so a module traced by
+  // torch.jit.trace in inference (train=False in its graph) still trains.
   variable_list out = LstmFunction::apply(input, hx, cx, w_ih, w_hh, b_ih, b_hh, w_hr,
-                                          batch_sizes, reverse, train);
+                                          batch_sizes, reverse, /*train=*/true);
   return {out[0], out[1], out[2], out[3]};
 }
 
@@ -200,8 +203,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gru_forward_autograd(
     return op_handle<CellKind::kGru, GruForward>().call(input, hx, w_ih, w_hh, b_ih, b_hh,
                                                         batch_sizes, reverse, train);
   }
-  variable_list out =
-      GruFunction::apply(input, hx, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, train);
+  variable_list out =  // with the workspace, as lstm_forward_autograd says
+      GruFunction::apply(input, hx, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, /*train=*/true);
   return {out[0], out[1], out[2]};
 }
 
