@@ -93,6 +93,18 @@ class RNNCellBase(nn.Module):
                 raise RuntimeError(f"mat1 and mat2 must have the same dtype, but got "
                                    f"{_dtype_name(operand.dtype)} and {_dtype_name(weight.dtype)}")
 
+    def _zero_width(self, input: Tensor, states: list[Tensor] | None, count: int) -> list[Tensor]:
+        """hidden_size 0: torch.nn's result, ``count`` tensors of [B, 0] (h, and the LSTM's c),
+        in the graph of the input, states and weights as torch's are (so each gets its gradient,
+        zeros or empty, as there). fastrnn's ops take no zero-width weights."""
+        h0 = states[0] if states else input.new_zeros(input.size(0), 0)
+        h = input.matmul(self.weight_ih.t()) + h0.matmul(self.weight_hh.t())
+        if self.bias_ih is not None:
+            h = h + self.bias_ih + self.bias_hh
+        if count == 1:
+            return [h]
+        return [h, h + states[1] if states else h]
+
     def _needs_grad(self, *tensors: Tensor | None) -> bool:
         return functional._needs_grad([*tensors, *self.parameters()])
 
@@ -135,10 +147,13 @@ class RNNCell(RNNCellBase):
         if self.nonlinearity not in ("tanh", "relu"):
             raise RuntimeError(f"Unknown nonlinearity: {self.nonlinearity}")
         self._check_step(input, states or [])
-        op = torch.ops.fastrnn.rnn_tanh_forward if self.nonlinearity == "tanh" else \
-            torch.ops.fastrnn.rnn_relu_forward
-        _, h = op(input.unsqueeze(0), states[0] if states else None, self.weight_ih,
-                  self.weight_hh, self.bias_ih, self.bias_hh, None, False)
+        if self.hidden_size == 0:
+            (h,) = self._zero_width(input, states, 1)
+        else:
+            op = torch.ops.fastrnn.rnn_tanh_forward if self.nonlinearity == "tanh" else \
+                torch.ops.fastrnn.rnn_relu_forward
+            _, h = op(input.unsqueeze(0), states[0] if states else None, self.weight_ih,
+                      self.weight_hh, self.bias_ih, self.bias_hh, None, False)
         return h if is_batched else h.squeeze(0)
 
 
@@ -158,9 +173,12 @@ class GRUCell(RNNCellBase):
             "GRUCell", input, None if hx is None else [hx], "hidden")
         self._check_step(input, states or [])
         h0 = states[0] if states else None
-        _, h, _ = torch.ops.fastrnn.gru_forward(
-            input.unsqueeze(0), h0, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh,
-            None, False, self._needs_grad(input, h0))
+        if self.hidden_size == 0:
+            (h,) = self._zero_width(input, states, 1)
+        else:
+            _, h, _ = torch.ops.fastrnn.gru_forward(
+                input.unsqueeze(0), h0, self.weight_ih, self.weight_hh, self.bias_ih,
+                self.bias_hh, None, False, self._needs_grad(input, h0))
         return h if is_batched else h.squeeze(0)
 
 
@@ -179,6 +197,9 @@ class LSTMCell(RNNCellBase):
         input, states, is_batched = _batched(
             "LSTMCell", input, None if hx is None else list(hx), "hx[{}]")
         self._check_step(input, states or [])
+        if self.hidden_size == 0:
+            h, c = self._zero_width(input, states, 2)
+            return (h, c) if is_batched else (h.squeeze(0), c.squeeze(0))
         h0, c0 = states if states else (None, None)
         batch_sizes = None
         if input.device.type == "cpu" and torch.is_autocast_enabled("cpu") and input.size(0) > 0:

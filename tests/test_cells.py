@@ -57,6 +57,35 @@ def test_cell_matches_torch(name, bias, with_state, batched, dtype, generator):
         torch.testing.assert_close(actual, expected, **TOLERANCES[dtype])
 
 
+@pytest.mark.parametrize("batched", [True, False], ids=["batched", "unbatched"])
+@pytest.mark.parametrize("with_state", [True, False], ids=["hx", "no_hx"])
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
+@pytest.mark.parametrize("sizes", [(5, 0), (0, 4), (0, 0), "batch0"],
+                         ids=["hidden0", "input0", "both0", "batch0"])
+@pytest.mark.parametrize("name", list(CELLS))
+def test_zero_width_cells_match_torch(name, sizes, bias, with_state, batched, generator):
+    """torch.nn's cells take hidden_size 0 and input_size 0, and an empty batch: fastrnn's give
+    the same results and every gradient (shapes and values: zeros and empty tensors)."""
+    if sizes == "batch0" and not batched:
+        pytest.skip("an unbatched input has no batch to empty")
+    input_size, hidden = (5, 4) if sizes == "batch0" else sizes
+    batch = 0 if sizes == "batch0" else BATCH
+    torch_cls, fast_cls, kwargs = CELLS[name]
+    reference = torch_cls(input_size, hidden, bias=bias, dtype=torch.float64, **kwargs)
+    fast = fast_cls(input_size, hidden, bias=bias, dtype=torch.float64, **kwargs)
+    fast.load_state_dict(reference.state_dict())
+    lead = (batch,) if batched else ()
+    x = randn(generator, *lead, input_size, dtype=torch.float64)
+    n_states = 2 if name == "LSTMCell" else 1
+    hx = ([randn(generator, *lead, hidden, dtype=torch.float64) for _ in range(n_states)]
+          if with_state else None)
+    grads_out = [randn(generator, *lead, hidden, dtype=torch.float64) for _ in range(n_states)]
+    actual, expected = run_cell(fast, x, hx, grads_out), run_cell(reference, x, hx, grads_out)
+    assert [t.shape for t in actual] == [t.shape for t in expected]
+    for a, e in zip(actual, expected):
+        torch.testing.assert_close(a, e, **TOLERANCES[torch.float64])
+
+
 @pytest.mark.parametrize("name", list(CELLS))
 def test_cell_steps_through_a_sequence(name, generator):
     """A cell driven step by step over a sequence, state fed back, as an online model runs it."""

@@ -203,7 +203,10 @@ class CpuBackend {
       p.stored_bf16 = w.w_hh_bf16;
       // bfloat16 products take x W_ih^T from their GEMM (ForwardIO::x_proj) unless W_ih comes
       // as stored in bfloat16 (the raw calls of cpu_ops.cpp).
-      fused.input_in_steps = steps == 1 && (!bf16_products_ || w.w_ih_bf16 != nullptr);
+      // (Not for input_size 0, a cell of torch.nn's: the step kernels take an empty StepInput
+      // for none, and the GEMM's empty product gives the biases.)
+      fused.input_in_steps = steps == 1 && w.input_size > 0 &&
+                             (!bf16_products_ || w.w_ih_bf16 != nullptr);
       fused.w_ih = w.w_ih;
       fused.w_ih_bf16 = w.w_ih_bf16;
       fused.input_size = w.input_size;
