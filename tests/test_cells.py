@@ -86,6 +86,28 @@ def test_zero_width_cells_match_torch(name, sizes, bias, with_state, batched, ge
         torch.testing.assert_close(a, e, **TOLERANCES[torch.float64])
 
 
+@pytest.mark.parametrize("with_state", [True, False], ids=["hx", "no_hx"])
+@pytest.mark.parametrize("name", list(CELLS))
+def test_cell_double_backward_matches_torch(name, with_state, generator):
+    """Gradients of a function of the gradients (create_graph=True) equal torch.nn's."""
+    reference, fast = make_cell_pair(name, dtype=torch.float64)
+    x = randn(generator, BATCH, INPUT, dtype=torch.float64)
+    n_states = 2 if name == "LSTMCell" else 1
+    states = [randn(generator, BATCH, HIDDEN, dtype=torch.float64) for _ in range(n_states)]
+
+    def run(cell):
+        input = x.clone().requires_grad_()
+        hx = [s.clone().requires_grad_() for s in states] if with_state else []
+        out = cell(input, (tuple(hx) if n_states == 2 else hx[0]) if hx else None)
+        outs = list(out) if isinstance(out, tuple) else [out]
+        wrt = [input, *hx, *cell.parameters()]
+        first = torch.autograd.grad(sum(o.tanh().sum() for o in outs), wrt, create_graph=True)
+        return [*first, *torch.autograd.grad(sum((g * g).sum() for g in first), wrt)]
+
+    for actual, expected in zip(run(fast), run(reference)):
+        torch.testing.assert_close(actual, expected, **TOLERANCES[torch.float64])
+
+
 @pytest.mark.parametrize("name", list(CELLS))
 def test_cell_steps_through_a_sequence(name, generator):
     """A cell driven step by step over a sequence, state fed back, as an online model runs it."""

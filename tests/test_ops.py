@@ -107,12 +107,9 @@ def test_forward_and_backward_match_reference(cell, config, generator):
         torch.testing.assert_close(actual, wanted, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("cell,config", list(cases()))
-def test_gradcheck(cell, config, generator):
-    # Smaller sizes: gradcheck perturbs every input element one at a time.
-    config = {"batch": 2, "input_size": 3, **config, "steps": min(config.get("steps", 3), 3),
-              "hidden": 4, "proj": min(config.get("proj", 0), 3)}
-    args = make_args(cell, generator, requires_grad=True, **config)
+def _differentiable_op(cell, args):
+    """The forward op of `cell` as a function of the arguments that require grad (for
+    gradcheck), returning its differentiable results, and those arguments."""
     names = [k for k, v in args.items() if isinstance(v, torch.Tensor) and v.requires_grad]
     n_results = 3 if cell == "lstm" else 2
 
@@ -120,7 +117,32 @@ def test_gradcheck(cell, config, generator):
         call = dict(args, **dict(zip(names, tensors)))
         return forward_op(cell)(*call.values())[:n_results]
 
-    assert torch.autograd.gradcheck(fn, [args[k] for k in names])
+    return fn, [args[k] for k in names]
+
+
+@pytest.mark.parametrize("cell,config", list(cases()))
+def test_gradcheck(cell, config, generator):
+    # Smaller sizes: gradcheck perturbs every input element one at a time.
+    config = {"batch": 2, "input_size": 3, **config, "steps": min(config.get("steps", 3), 3),
+              "hidden": 4, "proj": min(config.get("proj", 0), 3)}
+    args = make_args(cell, generator, requires_grad=True, **config)
+    assert torch.autograd.gradcheck(*_differentiable_op(cell, args))
+
+
+@pytest.mark.parametrize("initial_state", [True, False], ids=["hx", "no_hx"])
+@pytest.mark.parametrize("cell,config", list(cases()))
+def test_gradgradcheck(cell, config, initial_state, generator):
+    """Second derivatives (backward with create_graph=True, through csrc/ops/differentiable.cpp)
+    against finite differences of the first, in float64: every cell, padded and packed, both
+    directions, with and without initial states, bias and projection."""
+    config = {"batch": 2, "input_size": 2, **config, "steps": min(config.get("steps", 3), 3),
+              "hidden": 3, "proj": min(config.get("proj", 0), 2)}
+    args = make_args(cell, generator, requires_grad=True, **config)
+    if not initial_state:
+        args["hx"] = None
+        if cell == "lstm":
+            args["cx"] = None
+    assert torch.autograd.gradgradcheck(*_differentiable_op(cell, args))
 
 
 @pytest.mark.parametrize("cell,config", list(cases()))
@@ -176,8 +198,9 @@ def test_backward_after_inference_forward_is_a_clear_error(generator):
 def test_autograd_graph(cell, generator):
     """The C++ autograd kernels (csrc/ops/autograd.cpp): the workspace is no differentiable
     output, a graph is recorded only when a gradient can be asked for, a loss on the final state
-    alone and an input without requires_grad give the reference's gradients, and a double
-    backward is an error, never a silently wrong second derivative."""
+    alone and an input without requires_grad give the reference's gradients, and so do their
+    gradients in turn (create_graph=True: a double backward); the backward op itself, called
+    directly and then differentiated, is an error, never a silently wrong second derivative."""
     args = make_args(cell, generator, requires_grad=True)
     args["input"].requires_grad_(False)
     outputs = forward_op(cell)(*args.values())
@@ -195,11 +218,25 @@ def test_autograd_graph(cell, generator):
     params = [v for v in args.values() if isinstance(v, torch.Tensor) and v.requires_grad]
     grad_hy = randn(generator, *expected[1].shape, dtype=torch.float64)
     actual = torch.autograd.grad(outputs[1], params, grad_hy, create_graph=True)
-    wanted = torch.autograd.grad(expected[1], params, grad_hy)
+    wanted = torch.autograd.grad(expected[1], params, grad_hy, create_graph=True)
     for a, b in zip(actual, wanted):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    # Double backward: the gradients of a function of the gradients.
+    second = [torch.autograd.grad(sum((g * g).sum() for g in grads), params)
+              for grads in (actual, wanted)]
+    for a, b in zip(*second):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    # The backward op, called directly, has no derivative.
+    saved = forward_op(cell)(*dict(args, train=True).values()) if "train" in args else outputs
+    d = {k: v for k, v in args.items() if k not in ("train",)}
+    direct_args = ([None, grad_hy] + ([None] if cell == "lstm" else []) +
+                   [d["input"], d["hx"]] + ([d["cx"]] if cell == "lstm" else []) +
+                   [d["w_ih"], d["w_hh"]] + ([d["w_hr"]] if cell == "lstm" else []) +
+                   [saved[0]] + ([saved[-1]] if cell in ("lstm", "gru") else []) +
+                   [d["batch_sizes"], d["reverse"], False])
+    direct = backward_op(cell)(*direct_args)
     with pytest.raises(RuntimeError, match=f"derivative for fastrnn::{cell}_backward is not implemented"):
-        actual[0].sum().backward()
+        direct[1].sum().backward()
 
 
 @pytest.mark.parametrize("cell", CELLS)

@@ -221,6 +221,46 @@ def test_packed_sequence_matches_torch(mode, bidirectional, enforce_sorted, leng
         torch.testing.assert_close(actual, expected, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("initial_state", [True, False], ids=["hx", "no_hx"])
+@pytest.mark.parametrize("kind", ["padded", "batch_first", "packed", "projection"])
+@pytest.mark.parametrize("mode", MODES)
+def test_double_backward_matches_torch(mode, kind, initial_state, generator):
+    """A gradient penalty: the gradients of a loss on the input gradient (backward with
+    create_graph=True, then backward again) equal torch.nn's, for the input, initial states and
+    every parameter of a two-layer bidirectional stack."""
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    if kind == "projection" and mode != "LSTM":
+        pytest.skip("proj_size is an LSTM option")
+    dtype = torch.float64
+    kwargs = {"proj_size": 3} if kind == "projection" else {}
+    reference, fast = make_pair(mode, INPUT, HIDDEN, 2, bidirectional=True, dtype=dtype,
+                                batch_first=kind == "batch_first", **kwargs)
+    x = randn(generator, STEPS, BATCH, INPUT, dtype=dtype)
+    lengths = torch.tensor([STEPS, STEPS - 2, 1])
+    out = kwargs.get("proj_size", HIDDEN)
+    states = [randn(generator, 4, BATCH, size, dtype=dtype)
+              for size in ([out, HIDDEN] if mode == "LSTM" else [HIDDEN])] if initial_state else []
+
+    def run(module):
+        input = x.clone().requires_grad_()
+        hx = [s.clone().requires_grad_() for s in states]
+        data = input.transpose(0, 1) if kind == "batch_first" else input
+        if kind == "packed":
+            data = pack_padded_sequence(data, lengths)
+        output, final = module(data, (tuple(hx) if mode == "LSTM" else hx[0]) if hx else None)
+        output = output.data if kind == "packed" else output
+        finals = list(final) if mode == "LSTM" else [final]
+        loss = (output.sin()).sum() + sum((f * f).sum() for f in finals)
+        wrt = [input, *hx, *module.parameters()]
+        first = torch.autograd.grad(loss, wrt, create_graph=True)
+        penalty = sum((g * g).sum() for g in first)
+        return [*first, *torch.autograd.grad(penalty, wrt)]
+
+    for actual, expected in zip(run(fast), run(reference)):
+        torch.testing.assert_close(actual, expected, rtol=1e-9, atol=1e-10)
+
+
 @pytest.mark.parametrize("batch, steps", [(BATCH, STEPS), (6, 43)],
                          ids=["input_gemm", "input_in_steps"])
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])

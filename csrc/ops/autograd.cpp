@@ -10,12 +10,17 @@
 // gradients stay unmaterialized: a missing one reaches the backward op as None (zeros there only
 // where it reads them), and the workspace is marked non-differentiable.
 //
+// A backward with create_graph=True (autograd asks for gradients that are themselves
+// differentiable: a double backward) recomputes the layer in differentiable ATen ops
+// (differentiable.h) and differentiates that instead of calling the backward op.
+//
 // torch.compile and torch.export trace through these kernels as through ATen's own C++ autograd:
 // the op calls below dispatch to the fake kernels (fastrnn/_ops.py) under tracing.
 #include <torch/autograd.h>
 #include <torch/csrc/autograd/autograd_not_implemented_fallback.h>
 #include <torch/library.h>
 
+#include "ops/differentiable.h"
 #include "ops/layer_ops.h"
 
 namespace fastrnn::ops {
@@ -47,6 +52,41 @@ void save_flags(AutogradContext* ctx, const OptionalTensor& b_ih, const Optional
 
 bool flag(AutogradContext* ctx, const char* name) { return ctx->saved_data.at(name).toBool(); }
 
+// Backward with create_graph=True: the gradients of `outputs`, the layer recomputed by
+// differentiable_layer from the forward's saved inputs, given `grads` (undefined where no
+// gradient reached an output), with respect to `args`, the forward's tensor arguments in order.
+// Autograd records how they were computed, so they can be differentiated again. One entry per
+// forward argument (`arity`): undefined where an argument is absent, not a tensor, or needs no
+// gradient.
+variable_list create_graph_grads(AutogradContext* ctx, const std::vector<at::Tensor>& outputs,
+                                 const variable_list& grads, const std::vector<at::Tensor>& args,
+                                 size_t arity) {
+  std::vector<at::Tensor> reached, grad_outputs, wrt;
+  std::vector<size_t> where;
+  for (size_t i = 0; i < outputs.size() && i < grads.size(); ++i) {
+    if (outputs[i].defined() && grads[i].defined()) {
+      reached.push_back(outputs[i]);
+      grad_outputs.push_back(grads[i]);
+    }
+  }
+  size_t edge = 0;  // needs_input_grad counts the tensors given, not the arguments
+  for (size_t k = 0; k < args.size(); ++k) {
+    if (!args[k].defined()) continue;
+    if (args[k].requires_grad() && ctx->needs_input_grad(edge)) {
+      wrt.push_back(args[k]);
+      where.push_back(k);
+    }
+    ++edge;
+  }
+  variable_list result(arity);
+  if (reached.empty() || wrt.empty()) return result;
+  const variable_list computed = torch::autograd::grad(
+      reached, wrt, grad_outputs, /*retain_graph=*/true, /*create_graph=*/true,
+      /*allow_unused=*/true);
+  for (size_t j = 0; j < where.size(); ++j) result[where[j]] = computed[j];
+  return result;
+}
+
 template <CellKind kCell>
 struct RnnFunction : torch::autograd::Function<RnnFunction<kCell>> {
   static variable_list forward(AutogradContext* ctx, const at::Tensor& input,
@@ -58,7 +98,8 @@ struct RnnFunction : torch::autograd::Function<RnnFunction<kCell>> {
     auto [output, hy] = op_handle<kCell, RnnForward>().call(input, hx, w_ih, w_hh, b_ih, b_hh,
                                                             batch_sizes, reverse);
     ctx->save_for_backward({input, defined_or_empty(hx), w_ih, w_hh, output,
-                            defined_or_empty(batch_sizes)});
+                            defined_or_empty(batch_sizes), defined_or_empty(b_ih),
+                            defined_or_empty(b_hh)});
     save_flags(ctx, b_ih, b_hh, reverse);
     return {output, hy};
   }
@@ -66,6 +107,14 @@ struct RnnFunction : torch::autograd::Function<RnnFunction<kCell>> {
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const variable_list saved = ctx->get_saved_variables();
     const at::Tensor &input = saved[0], &hx = saved[1], &w_ih = saved[2], &w_hh = saved[3];
+    if (at::GradMode::is_enabled()) {  // create_graph=True
+      const at::Tensor &b_ih = saved[6], &b_hh = saved[7];
+      return create_graph_grads(
+          ctx,
+          differentiable_layer(kCell, input, hx, at::Tensor(), w_ih, w_hh, b_ih, b_hh,
+                               at::Tensor(), saved[5], flag(ctx, "reverse")),
+          grads, {input, hx, w_ih, w_hh, b_ih, b_hh}, 8);
+    }
     const bool input_grad = ctx->needs_input_grad(0);
     auto [grad_input, grad_hx, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh] =
         op_handle<kCell, RnnBackward, true>().call(
@@ -89,7 +138,8 @@ struct LstmFunction : torch::autograd::Function<LstmFunction> {
         input, hx, cx, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, train);
     ctx->save_for_backward({input, defined_or_empty(hx), defined_or_empty(cx), w_ih, w_hh,
                             defined_or_empty(w_hr), output, workspace,
-                            defined_or_empty(batch_sizes)});
+                            defined_or_empty(batch_sizes), defined_or_empty(b_ih),
+                            defined_or_empty(b_hh)});
     save_flags(ctx, b_ih, b_hh, reverse);
     ctx->mark_non_differentiable({workspace});
     return {output, hy, cy, workspace};
@@ -98,6 +148,14 @@ struct LstmFunction : torch::autograd::Function<LstmFunction> {
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const variable_list saved = ctx->get_saved_variables();
     const at::Tensor &input = saved[0], &hx = saved[1], &cx = saved[2], &w_hr = saved[5];
+    if (at::GradMode::is_enabled()) {  // create_graph=True
+      const at::Tensor &b_ih = saved[9], &b_hh = saved[10];
+      return create_graph_grads(
+          ctx,
+          differentiable_layer(CellKind::kLstm, input, hx, cx, saved[3], saved[4], b_ih, b_hh,
+                               w_hr, saved[8], flag(ctx, "reverse")),
+          grads, {input, hx, cx, saved[3], saved[4], b_ih, b_hh, w_hr}, 11);
+    }
     const bool input_grad = ctx->needs_input_grad(0);
     auto [grad_input, grad_hx, grad_cx, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh, grad_w_hr] =
         op_handle<CellKind::kLstm, LstmBackward, true>().call(
@@ -121,7 +179,8 @@ struct GruFunction : torch::autograd::Function<GruFunction> {
     auto [output, hy, workspace] = op_handle<CellKind::kGru, GruForward>().call(
         input, hx, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, train);
     ctx->save_for_backward({input, defined_or_empty(hx), w_ih, w_hh, output, workspace,
-                            defined_or_empty(batch_sizes)});
+                            defined_or_empty(batch_sizes), defined_or_empty(b_ih),
+                            defined_or_empty(b_hh)});
     save_flags(ctx, b_ih, b_hh, reverse);
     ctx->mark_non_differentiable({workspace});
     return {output, hy, workspace};
@@ -130,6 +189,14 @@ struct GruFunction : torch::autograd::Function<GruFunction> {
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const variable_list saved = ctx->get_saved_variables();
     const at::Tensor &input = saved[0], &hx = saved[1];
+    if (at::GradMode::is_enabled()) {  // create_graph=True
+      const at::Tensor &b_ih = saved[7], &b_hh = saved[8];
+      return create_graph_grads(
+          ctx,
+          differentiable_layer(CellKind::kGru, input, hx, at::Tensor(), saved[2], saved[3], b_ih,
+                               b_hh, at::Tensor(), saved[6], flag(ctx, "reverse")),
+          grads, {input, hx, saved[2], saved[3], b_ih, b_hh}, 9);
+    }
     const bool input_grad = ctx->needs_input_grad(0);
     auto [grad_input, grad_hx, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh] =
         op_handle<CellKind::kGru, GruBackward, true>().call(
@@ -215,9 +282,10 @@ TORCH_LIBRARY_IMPL(fastrnn, Autograd, m) {
   m.impl("rnn_relu_forward", &rnn_forward_autograd<CellKind::kRnnRelu>);
   m.impl("lstm_forward", &lstm_forward_autograd);
   m.impl("gru_forward", &gru_forward_autograd);
-  // The backward ops are not differentiable: a double backward (create_graph=True, then a
-  // gradient of the gradients) raises "the derivative ... is not implemented" when it reaches
-  // them, where torch's default for custom ops would only warn and return wrong gradients.
+  // The backward ops themselves are not differentiable (a double backward goes through
+  // create_graph_grads instead): one called directly and then differentiated raises "the
+  // derivative ... is not implemented", where torch's default for custom ops would only warn
+  // and return wrong gradients.
   for (const char* name : {"rnn_tanh_backward", "rnn_relu_backward", "lstm_backward",
                            "gru_backward"}) {
     m.impl(name, torch::autograd::autogradNotImplementedFallback());
