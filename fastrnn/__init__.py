@@ -13,6 +13,7 @@ import torch as _torch
 
 from fastrnn import _ops  # noqa: F401  (loads the extension, registers ops, fakes and autograd)
 from fastrnn import _C  # after _ops, which loads torch's libraries first
+from fastrnn import _onnx
 from fastrnn import functional
 from fastrnn.cells import GRUCell, LSTMCell, RNNCell, RNNCellBase
 from fastrnn.convert import convert, to_torch
@@ -26,6 +27,9 @@ __version__ = "0.1.0"
 # hold only parameters, numbers, strings and lists of names. The loading process must import
 # fastrnn first, which registers them.
 _torch.serialization.add_safe_globals([RNN, LSTM, GRU, RNNCell, LSTMCell, GRUCell])
+
+# torch.onnx.export(dynamo=True) exports fastrnn's ops as ONNX's LSTM, GRU and RNN (fastrnn/_onnx.py).
+_onnx.install()
 
 
 def empty_cache() -> int:

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from torch.nn import init
 from torch.nn.parameter import Parameter
 
-from fastrnn import _ops, functional  # noqa: F401  (_ops registers the ops)
+from fastrnn import _onnx, _ops, functional  # noqa: F401  (_ops registers the ops)
 
 __all__ = ["RNNCellBase", "RNNCell", "LSTMCell", "GRUCell"]
 
@@ -56,6 +56,11 @@ class RNNCellBase(nn.Module):
             self.register_parameter("bias_ih", None)
             self.register_parameter("bias_hh", None)
         self.reset_parameters()
+
+    def __prepare_scriptable__(self) -> RNNCellBase:
+        from fastrnn.modules import _unscriptable
+
+        raise _unscriptable(type(self).__name__)
 
     def extra_repr(self) -> str:
         s = "{input_size}, {hidden_size}"
@@ -142,6 +147,7 @@ class RNNCell(RNNCellBase):
         self.nonlinearity = nonlinearity
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
+        _onnx.register_if_exporting()
         input, states, is_batched = _batched(
             "RNNCell", input, None if hx is None else [hx], "hidden")
         if self.nonlinearity not in ("tanh", "relu"):
@@ -169,6 +175,7 @@ class GRUCell(RNNCellBase):
         super().__init__(input_size, hidden_size, bias, num_chunks=3, device=device, dtype=dtype)
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
+        _onnx.register_if_exporting()
         input, states, is_batched = _batched(
             "GRUCell", input, None if hx is None else [hx], "hidden")
         self._check_step(input, states or [])
@@ -194,6 +201,7 @@ class LSTMCell(RNNCellBase):
 
     def forward(self, input: Tensor,
                 hx: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+        _onnx.register_if_exporting()
         input, states, is_batched = _batched(
             "LSTMCell", input, None if hx is None else list(hx), "hx[{}]")
         self._check_step(input, states or [])

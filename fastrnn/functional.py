@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from fastrnn import _ops  # noqa: F401  (registers the ops, fake kernels and autograd)
+from fastrnn import _onnx, _ops  # noqa: F401  (_ops registers the ops, fake kernels and autograd)
 
 __all__ = ["rnn_tanh", "rnn_relu", "lstm", "gru"]
 
@@ -41,6 +41,7 @@ def _stack(cell: str, input: Tensor, hx: Tensor | None, cx: Tensor | None, param
            has_biases: bool, num_layers: int, dropout: float, training: bool,
            bidirectional: bool, batch_first: bool,
            batch_sizes: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
+    _onnx.register_if_exporting()
     directions = 2 if bidirectional else 1
     per_layer = len(params) // (num_layers * directions)
     has_projection = per_layer in (3, 5)

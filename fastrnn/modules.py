@@ -28,6 +28,15 @@ _GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
 _CELL_CODES = {"RNN_TANH": 0, "RNN_RELU": 1, "LSTM": 2, "GRU": 3}  # fastrnn::CellKind
 
 
+def _unscriptable(name: str) -> RuntimeError:
+    """What torch.jit.script of a fastrnn module or cell raises (torch calls the modules'
+    __prepare_scriptable__ first, also on submodules): their forward is Python that TorchScript
+    cannot compile, and torch 2.13's own scripted RNNs cannot be called either."""
+    return RuntimeError(
+        f"fastrnn.{name} cannot be compiled by torch.jit.script. torch.jit.trace it instead (the "
+        f"traced graph calls fastrnn's ops), or use torch.export or torch.compile")
+
+
 def _apply_permutation(tensor: Tensor, permutation: Tensor, dim: int = 1) -> Tensor:
     return tensor.index_select(dim, permutation)
 
@@ -130,6 +139,9 @@ class RNNBase(nn.Module):
     @property
     def all_weights(self) -> list[list[Parameter]]:
         return [[getattr(self, name) for name in names] for names in self._all_weights]
+
+    def __prepare_scriptable__(self) -> RNNBase:
+        raise _unscriptable(type(self).__name__)
 
     def flatten_parameters(self) -> None:
         """A no-op: fastrnn's kernels take the parameters as they are (kept for torch.nn code)."""

@@ -1,7 +1,8 @@
 """Shipping a model that holds fastrnn's modules: whole-model checkpoints under torch.load's
-default weights_only=True, and torch.jit.trace (the traced graph calls fastrnn's ops, saves, and
-loads in a fresh process). Each saved artifact is loaded in a new Python process, as a server
-would, and its outputs compared with the model that made it."""
+default weights_only=True, torch.jit.trace (the traced graph calls fastrnn's ops, saves, and
+loads in a fresh process), and ONNX export with both exporters to ONNX's own LSTM, GRU and RNN
+operators, run by onnxruntime. Saved checkpoints and traces are loaded in a new Python process,
+as a server would, and their outputs compared with the model that made them."""
 
 from __future__ import annotations
 
@@ -170,6 +171,30 @@ def test_trace_calls_fastrnn_ops_and_matches(name, generator):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("name", ["LSTM", "GRUCell", "in-a-model"])
+def test_script_is_a_clear_error(name):
+    """torch.jit.script cannot compile fastrnn's Python forward: a clear error that names what
+    works (trace, export, compile), for a module, a cell, and a model holding one."""
+    module = {"LSTM": lambda: fastrnn.LSTM(3, 4), "GRUCell": lambda: fastrnn.GRUCell(3, 4),
+              "in-a-model": lambda: torch.nn.Sequential(torch.nn.Linear(3, 3),
+                                                        fastrnn.RNN(3, 4))}[name]()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        with pytest.raises(RuntimeError, match=r"cannot be compiled by torch.jit.script\. "
+                                               r"torch.jit.trace it instead"):
+            torch.jit.script(module)
+
+
+def test_import_loads_no_onnx_packages(tmp_path):
+    """import fastrnn imports neither torch.onnx nor onnxscript (a second to import): the ONNX
+    translations wait for an export."""
+    out = _run(tmp_path, """
+        import sys, fastrnn
+        print("torch.onnx" in sys.modules, "onnxscript" in sys.modules)
+    """)
+    assert out.split() == ["False", "False"]
+
+
 @pytest.mark.parametrize("loader", ["import fastrnn", "load_library"])
 def test_traced_module_saves_and_loads_in_a_fresh_process(loader, tmp_path, generator):
     """torch.jit.save of a traced LSTM; a new process loads it with torch.jit.load once
@@ -192,3 +217,208 @@ def test_traced_module_saves_and_loads_in_a_fresh_process(loader, tmp_path, gene
         print("fastrnn" in sys.modules)
     """)
     assert out.split() == [str(loader == "import fastrnn")]
+
+
+def _libpython() -> str | None:
+    import sysconfig
+
+    if not sysconfig.get_config_var("Py_ENABLE_SHARED"):
+        return None
+    path = os.path.join(sysconfig.get_config_var("LIBDIR"), sysconfig.get_config_var("LDLIBRARY"))
+    return path if os.path.exists(path) else None
+
+
+@pytest.mark.slow
+def test_traced_module_runs_from_libtorch(tmp_path, generator):
+    """A C++ program on LibTorch (tests/cpp/load_traced.cpp) loads fastrnn's extension (after
+    libpython), then a model traced in Python, and gives Python's output (about 15 s to build)."""
+    import shutil
+
+    compiler = shutil.which(os.environ.get("CXX", "g++"))
+    if compiler is None:
+        pytest.skip("needs a C++ compiler (g++) to build the LibTorch program")
+    libpython = _libpython()
+    if libpython is None:
+        pytest.skip("this Python has no shared libpython to load into a C++ program")
+    torch_dir = os.path.dirname(torch.__file__)
+    program = tmp_path / "load_traced"
+    source = os.path.join(os.path.dirname(__file__), "cpp", "load_traced.cpp")
+    build = subprocess.run(
+        [compiler, "-std=c++20", "-O1", source, f"-I{torch_dir}/include",
+         f"-I{torch_dir}/include/torch/csrc/api/include", f"-L{torch_dir}/lib", "-ltorch",
+         "-ltorch_cpu", "-lc10", f"-Wl,-rpath,{torch_dir}/lib", "-ldl", "-o", str(program)],
+        capture_output=True, text=True, timeout=600)
+    assert build.returncode == 0, build.stderr[-3000:]
+    module = fastrnn.LSTM(4, 6, num_layers=2, batch_first=True).eval()
+    _trace(module, (randn(generator, 3, 7, 4),)).save(str(tmp_path / "traced.pt"))
+    x = randn(generator, 2, 5, 4)
+    x.numpy().tofile(tmp_path / "x.bin")
+    env = {**os.environ, "LD_LIBRARY_PATH": f"{torch_dir}/lib{os.pathsep}"
+                                            f"{os.environ.get('LD_LIBRARY_PATH', '')}"}
+    run = subprocess.run([str(program), libpython, fastrnn._C.__file__, str(tmp_path / "traced.pt"),
+                          str(tmp_path / "x.bin"), str(tmp_path / "y.bin")],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.split() == ["[2,", "5,", "6]"]
+    import numpy
+
+    actual = torch.from_numpy(numpy.fromfile(tmp_path / "y.bin", dtype=numpy.float32))
+    with torch.no_grad():
+        expected = module(x)[0].reshape(-1)
+    torch.testing.assert_close(actual, expected, rtol=0, atol=0)
+
+
+# ---- ONNX ----
+
+ONNX_CASES = {
+    # name: (module factory, input factory (batch, steps), kwargs that make it)
+    "LSTM-L2-bi": (lambda: fastrnn.LSTM(6, 8, num_layers=2, bidirectional=True),
+                   lambda g, b, t: (randn(g, t, b, 6),)),
+    "LSTM-batch_first-states": (lambda: fastrnn.LSTM(6, 8, batch_first=True),
+                                lambda g, b, t: (randn(g, b, t, 6), (randn(g, 1, b, 8),
+                                                                     randn(g, 1, b, 8)))),
+    "GRU-bi-states": (lambda: fastrnn.GRU(6, 8, bidirectional=True),
+                      lambda g, b, t: (randn(g, t, b, 6), randn(g, 2, b, 8))),
+    "GRU-L2-no_bias": (lambda: fastrnn.GRU(6, 8, num_layers=2, bias=False),
+                       lambda g, b, t: (randn(g, t, b, 6),)),
+    "RNN-tanh-L2": (lambda: fastrnn.RNN(6, 8, num_layers=2),
+                    lambda g, b, t: (randn(g, t, b, 6),)),
+    "RNN-relu-bi-batch_first": (lambda: fastrnn.RNN(6, 8, nonlinearity="relu",
+                                                    bidirectional=True, batch_first=True),
+                                lambda g, b, t: (randn(g, b, t, 6),)),
+    "LSTMCell": (lambda: fastrnn.LSTMCell(6, 8),
+                 lambda g, b, t: (randn(g, b, 6), (randn(g, b, 8), randn(g, b, 8)))),
+    "GRUCell": (lambda: fastrnn.GRUCell(6, 8), lambda g, b, t: (randn(g, b, 6),)),
+    "RNNCell-relu": (lambda: fastrnn.RNNCell(6, 8, nonlinearity="relu"),
+                     lambda g, b, t: (randn(g, b, 6), randn(g, b, 8))),
+}
+# ONNX's own recurrent operators; anything else a layer decomposed into would show here.
+ONNX_RNN_OPS = {"LSTM", "GRU", "RNN"}
+LAYOUT_OPS = {"Concat", "Constant", "Gather", "Squeeze", "Unsqueeze", "Transpose", "Identity"}
+
+
+def _export(module, inputs, exporter: str, path, batch_first: bool, cell: bool) -> None:
+    """torch.onnx.export of module with its batch (and, for layers, sequence) axes dynamic."""
+    import torch.onnx
+
+    flat = _flat(inputs)
+    names = [f"input{i}" for i in range(len(flat))]
+    if exporter == "torchscript":
+        axes = {}
+        for i, tensor in enumerate(flat):
+            if cell:
+                axes[names[i]] = {0: "batch"}
+            elif i == 0:
+                axes[names[i]] = {0: "batch", 1: "steps"} if batch_first else {0: "steps", 1: "batch"}
+            else:
+                axes[names[i]] = {1: "batch"}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, inputs, str(path), dynamo=False, input_names=names,
+                              dynamic_axes=axes)
+        return
+    batch, steps = torch.export.Dim("batch", min=2), torch.export.Dim("steps", min=2)
+
+    def dims(value, first):
+        if isinstance(value, tuple):
+            return tuple(dims(v, False) for v in value)
+        if cell:
+            return {0: batch}
+        if first:
+            return {0: batch, 1: steps} if batch_first else {0: steps, 1: batch}
+        return {1: batch}
+
+    shapes = tuple(dims(value, i == 0) for i, value in enumerate(inputs))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(module, inputs, dynamo=True, dynamic_shapes=shapes,
+                                    verbose=False)
+    program.save(str(path))
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+@pytest.mark.parametrize("name", list(ONNX_CASES))
+def test_onnx_export_runs_in_onnxruntime(name, exporter, tmp_path, generator):
+    """Both exporters turn fastrnn's modules and cells into ONNX's standard LSTM, GRU and RNN
+    operators (nothing decomposed, no custom domain), and onnxruntime gives fastrnn's outputs,
+    also at another batch size and sequence length than the export's (dynamic axes)."""
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    if exporter == "dynamo":
+        pytest.importorskip("onnxscript")
+    make_module, make_inputs = ONNX_CASES[name]
+    module = make_module().eval()
+    cell = "Cell" in name
+    batch_first = "batch_first" in name
+    path = tmp_path / "model.onnx"
+    _export(module, make_inputs(generator, 3, 5), exporter, path, batch_first, cell)
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model)
+    ops = {node.op_type for node in model.graph.node}
+    assert ops & ONNX_RNN_OPS and ops <= ONNX_RNN_OPS | LAYOUT_OPS, ops
+    assert {node.domain for node in model.graph.node} <= {"", "ai.onnx"}
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for batch, steps in ((3, 5), (4, 9)):
+        inputs = make_inputs(generator, batch, steps)
+        feed = {arg.name: tensor.numpy() for arg, tensor in
+                zip(session.get_inputs(), _flat(inputs))}
+        with torch.no_grad():
+            expected = _flat(module(*inputs))
+        actual = session.run(None, feed)
+        assert len(actual) == len(expected)
+        for a, e in zip(actual, expected):
+            torch.testing.assert_close(torch.from_numpy(a), e, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+@pytest.mark.parametrize("what", ["proj_size", "packed"])
+def test_onnx_export_of_what_onnx_lacks_is_a_clear_error(what, exporter, tmp_path, generator):
+    """ONNX's LSTM has no projection, and its operators take padded input: fastrnn says so,
+    naming the way out, instead of writing a model that computes something else."""
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    pytest.importorskip("onnx")
+    if exporter == "dynamo":
+        pytest.importorskip("onnxscript")
+
+    class Packed(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = fastrnn.LSTM(6, 8)
+
+        def forward(self, x):
+            packed = pack_padded_sequence(x, torch.tensor([5, 3, 2]))
+            return self.lstm(packed)[1][0]
+
+    module = fastrnn.LSTM(6, 8, proj_size=3) if what == "proj_size" else Packed()
+    x = randn(generator, 5, 3, 6)
+    expected = "proj_size" if what == "proj_size" else "PackedSequence"
+    with pytest.raises(Exception) as info:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if exporter == "torchscript":
+                torch.onnx.export(module.eval(), (x,), str(tmp_path / "m.onnx"), dynamo=False)
+            else:
+                torch.onnx.export(module.eval(), (x,), dynamo=True, verbose=False)
+    messages = []
+    error = info.value
+    while error is not None:
+        messages.append(str(error))
+        error = error.__cause__ or error.__context__
+    ours = f"fastrnn: {'an LSTM with proj_size' if what == 'proj_size' else 'a PackedSequence'}"
+    if what == "packed" and exporter == "dynamo":
+        # torch's dynamo exporter stops earlier, at pack_padded_sequence itself
+        assert any(ours in m or "_pack_padded_sequence" in m for m in messages), messages[0]
+    else:
+        assert any(ours in m and expected in m for m in messages), messages[0][:2000]
+
+
+def test_readme_deploy_examples_run(tmp_path):
+    """Every Python example of the README's Deploy section runs as written."""
+    pytest.importorskip("onnxruntime")
+    readme = open(os.path.join(os.path.dirname(__file__), os.pardir, "README.md")).read()
+    section = readme.split("\n## Deploy\n", 1)[1].split("\n## ", 1)[0]
+    examples = [block.split("```", 1)[0] for block in section.split("```python\n")[1:]]
+    assert len(examples) == 3  # TorchScript, ONNX, torch.export
+    for example in examples:
+        _run(tmp_path, example)
