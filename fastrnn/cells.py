@@ -62,6 +62,12 @@ class RNNCellBase(nn.Module):
 
         raise _unscriptable(type(self).__name__)
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        from fastrnn.modules import _warn_if_quantizing
+
+        _warn_if_quantizing(self, name)
+        super().__setattr__(name, value)
+
     def extra_repr(self) -> str:
         s = "{input_size}, {hidden_size}"
         if "bias" in self.__dict__ and self.bias is not True:

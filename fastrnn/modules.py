@@ -37,6 +37,18 @@ def _unscriptable(name: str) -> RuntimeError:
         f"traced graph calls fastrnn's ops), or use torch.export or torch.compile")
 
 
+def _warn_if_quantizing(module: nn.Module, name: str) -> None:
+    """torch.ao.quantization's eager flow (quantize_dynamic, prepare) sets ``qconfig`` on every
+    module of the model, then swaps only the classes its mappings know: torch.nn's RNNs, never
+    fastrnn's, which would stay float without a word."""
+    if name == "qconfig":
+        cls = type(module).__name__
+        warnings.warn(
+            f"torch.ao.quantization does not quantize fastrnn.{cls} (its mappings know "
+            f"torch.nn.{cls}): it stays float. To quantize it, convert the model back first: "
+            f"model = fastrnn.to_torch(model)", stacklevel=3)
+
+
 def _apply_permutation(tensor: Tensor, permutation: Tensor, dim: int = 1) -> Tensor:
     return tensor.index_select(dim, permutation)
 
@@ -142,6 +154,10 @@ class RNNBase(nn.Module):
 
     def __prepare_scriptable__(self) -> RNNBase:
         raise _unscriptable(type(self).__name__)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        _warn_if_quantizing(self, name)
+        super().__setattr__(name, value)
 
     def flatten_parameters(self) -> None:
         """A no-op: fastrnn's kernels take the parameters as they are (kept for torch.nn code)."""

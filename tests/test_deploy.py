@@ -422,3 +422,31 @@ def test_readme_deploy_examples_run(tmp_path):
     assert len(examples) == 3  # TorchScript, ONNX, torch.export
     for example in examples:
         _run(tmp_path, example)
+
+
+@pytest.mark.parametrize("name", ["LSTM", "GRU", "LSTMCell", "GRUCell", "RNNCell"])
+def test_dynamic_quantization_warns_and_to_torch_quantizes(name, generator):
+    """torch.ao.quantization.quantize_dynamic swaps only torch.nn's classes: on a model holding a
+    fastrnn module it warns that the module stays float and names fastrnn.to_torch, and after
+    to_torch the model quantizes exactly as the torch.nn model it came from."""
+    torch_cls = getattr(torch.nn, name)
+    reference = torch.nn.Sequential(torch.nn.Linear(4, 4), torch_cls(4, 5))
+    model = fastrnn.convert(torch.nn.Sequential(torch.nn.Linear(4, 4), torch_cls(4, 5)))
+    model.load_state_dict(reference.state_dict())
+    spec = {torch.nn.Linear, torch_cls}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        still_float = torch.ao.quantization.quantize_dynamic(model, spec, dtype=torch.qint8)
+    assert type(still_float[1]) is getattr(fastrnn, name)
+    messages = [str(w.message) for w in caught]
+    assert any(f"does not quantize fastrnn.{name}" in m and "fastrnn.to_torch(model)" in m
+               for m in messages), messages
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        quantized = torch.ao.quantization.quantize_dynamic(fastrnn.to_torch(model), spec,
+                                                           dtype=torch.qint8)
+        expected = torch.ao.quantization.quantize_dynamic(reference, spec, dtype=torch.qint8)
+    assert type(quantized[1]) is type(expected[1]) is not torch_cls  # a quantized module
+    x = randn(generator, 3, 4) if "Cell" in name else randn(generator, 6, 3, 4)
+    for a, e in zip(_flat(quantized(x)), _flat(expected(x))):
+        torch.testing.assert_close(a, e, rtol=0, atol=0)
