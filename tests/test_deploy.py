@@ -127,9 +127,24 @@ def _traceable(name: str, generator: torch.Generator):
         "GRUCell": (lambda: fastrnn.GRUCell(6, 8),
                     lambda b, t: (randn(generator, b, 6), randn(generator, b, 8))),
         "RNNCell": (lambda: fastrnn.RNNCell(6, 8), lambda b, t: (randn(generator, b, 6),)),
+        "model": (lambda: _Encoder(), lambda b, t: (randn(generator, t, b, 6),)),
     }
     module, inputs = modules[name]
     return module(), inputs
+
+
+class _Encoder(torch.nn.Module):
+    """A model holding fastrnn modules and a cell among torch.nn layers."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = torch.nn.Linear(6, 6)
+        self.gru = fastrnn.GRU(6, 8, num_layers=2, bidirectional=True)
+        self.cell = fastrnn.LSTMCell(16, 4)
+
+    def forward(self, x):
+        y, h = self.gru(torch.relu(self.embed(x)))
+        return self.cell(y[-1])[0], h
 
 
 def _flat(result) -> list[torch.Tensor]:
@@ -145,7 +160,7 @@ def _trace(module, inputs):
         return torch.jit.trace(module, inputs)
 
 
-TRACEABLE = ["LSTM", "LSTM-proj", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell"]
+TRACEABLE = ["LSTM", "LSTM-proj", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "model"]
 
 
 @pytest.mark.parametrize("name", TRACEABLE)
