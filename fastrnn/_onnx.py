@@ -14,9 +14,12 @@ torchlib ops (``install``: a one-shot import hook on that module), or at once if
 One op call is one layer and direction, so a layer becomes one ONNX node (``direction`` forward
 or reverse; a bidirectional layer two nodes and a Concat, as fastrnn computes it), with torch's
 gate order rearranged to ONNX's (LSTM i f g o -> i o f c; GRU r z n -> z r h, with
-``linear_before_reset=1``, which is torch's GRU). What ONNX's operators cannot express raises
-``FastRNNOnnxError`` naming the way out: a ``PackedSequence`` (ONNX takes padded input; pass a
-padded batch) and the LSTM's ``proj_size`` (ONNX's LSTM has no projection).
+``linear_before_reset=1``, which is torch's GRU). A ``PackedSequence`` that
+``pack_padded_sequence`` makes inside the model exports with the TorchScript exporter as torch.nn's
+does (the padded input and its lengths as X and sequence_lens; torch's passes drop the packing),
+for unidirectional layers. What cannot be exported raises ``FastRNNOnnxError`` naming the way out:
+other packed input (the dynamo exporter stops at ``pack_padded_sequence`` already), packed
+bidirectional layers, and the LSTM's ``proj_size`` (ONNX's LSTM has no projection).
 """
 
 from __future__ import annotations
@@ -105,11 +108,18 @@ def install() -> None:
         sys.meta_path.insert(0, _AfterTorchlibOps())
 
 
-def _unsupported(cell: str, packed: bool, projected: bool) -> None:
+def _unsupported(cell: str, packed: bool, projected: bool, reverse_packed: bool = False) -> None:
     if packed:
         raise FastRNNOnnxError(
-            f"fastrnn: a PackedSequence cannot be exported to ONNX ({_ONNX_OP[cell]} takes "
-            "padded input): export with a padded batch, (seq_len, batch, input_size)")
+            f"fastrnn: a PackedSequence cannot be exported to ONNX here ({_ONNX_OP[cell]} takes "
+            "padded input and sequence lengths; the TorchScript exporter, dynamo=False, exports "
+            "one that pack_padded_sequence makes inside the model): export with a padded batch, "
+            "(seq_len, batch, input_size)")
+    if reverse_packed:
+        raise FastRNNOnnxError(
+            "fastrnn: a bidirectional layer on a PackedSequence cannot be exported to ONNX (torch's "
+            "ONNX passes that drop the packing take one node per layer, fastrnn's reverse "
+            "direction is a second): export the bidirectional layer with a padded batch")
     if projected:
         raise FastRNNOnnxError(
             "fastrnn: an LSTM with proj_size cannot be exported to ONNX (ONNX's LSTM has no "
@@ -143,8 +153,14 @@ def _torchscript_symbolic(cell: str):
         else:
             cx, w_hr = None, None
             w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse = rest[:6]
-        _unsupported(cell, not helper._is_none(batch_sizes),
-                     w_hr is not None and not helper._is_none(w_hr))
+        # A PackedSequence made in the exported model by pack_padded_sequence: torch's symbolic
+        # for that gives the padded input and its lengths (prim::PackPadded), which ONNX's
+        # operators take as X and sequence_lens; torch's ONNX passes then drop the packing.
+        packed = not helper._is_none(batch_sizes)
+        from_lengths = packed and batch_sizes.node().kind() == "prim::PackPadded"
+        reverse = helper._maybe_get_const(reverse, "b")
+        _unsupported(cell, packed and not from_lengths,
+                     w_hr is not None and not helper._is_none(w_hr), from_lengths and reverse)
         sizes = helper._get_tensor_sizes(w_hh)
         if not sizes or sizes[1] is None:
             raise FastRNNOnnxError("fastrnn: ONNX export needs the recurrent weight's shape")
@@ -158,14 +174,13 @@ def _torchscript_symbolic(cell: str):
                                   onnx_order(g, b_hh, hidden), axis_i=0))
         states = [none(g) if s is None or helper._is_none(s) else unsqueeze(s) for s in
                   ([hx, cx] if cell == "lstm" else [hx])]
-        attributes = {"hidden_size_i": hidden,
-                      "direction_s": "reverse" if helper._maybe_get_const(reverse, "b")
-                      else "forward"}
+        attributes = {"hidden_size_i": hidden, "direction_s": "reverse" if reverse else "forward"}
         if cell == "gru":
             attributes["linear_before_reset_i"] = 1
         if cell.startswith("rnn"):
             attributes["activations_s"] = ["Tanh" if cell == "rnn_tanh" else "Relu"]
-        outputs = g.op(_ONNX_OP[cell], input, *weights, bias, none(g), *states,
+        lengths = batch_sizes if from_lengths else none(g)
+        outputs = g.op(_ONNX_OP[cell], input, *weights, bias, lengths, *states,
                        outputs=1 + len(states), **attributes)
         y = g.op("Squeeze", outputs[0], ints(g, [1]))  # [T, 1, B, H] -> [T, B, H]
         finals = [g.op("Squeeze", state, ints(g, [0])) for state in outputs[1:]]
