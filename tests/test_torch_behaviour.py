@@ -105,3 +105,15 @@ def test_dtype_conversion(mode, dtype, generator):
         ours, theirs = fast(x), reference(x)
     assert [t.dtype for t in [ours[0], *flatten_state(ours[1])]] == \
         [t.dtype for t in [theirs[0], *flatten_state(theirs[1])]]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_empty_packed_sequence_is_a_clear_error(mode):
+    """A PackedSequence of no sequences: torch.nn fails reading batch_sizes[0] (IndexError);
+    fastrnn says what is wrong."""
+    from torch.nn.utils.rnn import PackedSequence
+
+    _, fast = make_pair(mode, 4, 5)
+    empty = PackedSequence(torch.randn(0, 4), torch.tensor([], dtype=torch.long))
+    with pytest.raises(RuntimeError, match="batch_sizes must not be empty"):
+        fast(empty)
