@@ -178,11 +178,16 @@ __global__ void add_kernel(T* out, const T* a, const acc_t<T>* b, int64_t n) {
   }
 }
 
-// Launches `kernel` over `total` elements (nothing when there are none).
+// Launches `kernel` over `total` elements (nothing when there are none). Under the host
+// emulation of the test suite (emulation/cuda_emulation.h), the emulated launch.
 template <class Kernel, class... Args>
 cudaError_t launch(Kernel kernel, int64_t total, cudaStream_t stream, const Args&... args) {
   if (total <= 0) return cudaSuccess;
+#ifdef FASTRNN_CUDA_EMULATION
+  emulation::launch(kernel, dim3(blocks_for(total)), dim3(kThreads), 0, stream, args...);
+#else
   kernel<<<blocks_for(total), kThreads, 0, stream>>>(args...);
+#endif
   return cudaGetLastError();
 }
 
