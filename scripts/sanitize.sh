@@ -37,7 +37,7 @@ LOGS="$WORK/logs"
 SANITIZE_TESTS=(tests/test_ops.py tests/test_parity.py tests/test_modules.py tests/test_cells.py
                 tests/test_convert.py tests/test_conformance.py tests/test_property.py
                 tests/test_autocast.py tests/test_cpu_dispatch.py tests/test_compile.py
-                tests/test_info.py)
+                tests/test_info.py tests/test_cuda_emulation.py)
 
 # 1. A copy of the sources; cp -a keeps timestamps, so ninja rebuilds only changed files.
 mkdir -p "$SRC" "$LOGS"
@@ -71,6 +71,9 @@ libstdcxx=$(${CXX:-c++} -print-file-name=libstdc++.so)
 export LD_PRELOAD="$libasan $libstdcxx"
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=0:log_path=$LOGS/asan"
 export UBSAN_OPTIONS="print_stacktrace=1:report_error_type=1:halt_on_error=1"
+# The emulated CUDA kernels' test extension is built instrumented too (compute-sanitizer's
+# memcheck, on the host).
+export FASTRNN_EMULATION_SANITIZE="$sanitizers"
 export PYTHONPATH="$SRC"
 "$PY" - <<'EOF'
 import fastrnn
