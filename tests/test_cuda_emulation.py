@@ -59,8 +59,13 @@ def emu(tmp_path_factory):
     if include is None:
         pytest.skip("needs a CUDA toolkit's headers (cuda_fp16.h): nvcc or CUDA_HOME")
     build = tmp_path_factory.mktemp("cuda_emulation")
-    sources = [ROOT / "tests" / "cuda_emulation" / "module.cpp",
-               ROOT / "csrc" / "cuda" / "emulation" / "cuda_emulation.cpp"]
+    here = ROOT / "tests" / "cuda_emulation"
+    # tier 1: the kernels and the emulation; tier 2: cuda_ops.cpp (through ops.cpp), the CPU
+    # glue it builds on, and the emulated cuBLAS
+    sources = [here / "module.cpp", here / "ops.cpp", here / "emulated_cublas.cpp",
+               ROOT / "csrc" / "cuda" / "emulation" / "cuda_emulation.cpp",
+               *[ROOT / "csrc" / "ops" / f"{name}.cpp" for name in
+                 ("layer_ops", "layer_args", "block_cache")]]
     for name in ("f32", "f64", "f16", "bf16"):  # the .cu files, compiled as C++
         wrapper = build / f"step_kernels_{name}.cpp"
         wrapper.write_text(f'#include "{ROOT}/csrc/cuda/step_kernels_{name}.cu"\n')
@@ -74,8 +79,8 @@ def emu(tmp_path_factory):
         ldflags += [f"-fsanitize={sanitize}"]
     return load(name="fastrnn_cuda_emulation", sources=[str(s) for s in sources],
                 extra_cflags=flags, extra_ldflags=ldflags, build_directory=str(build),
-                extra_include_paths=[str(ROOT / "csrc"), str(ROOT / "csrc" / "include"),
-                                     str(include)])
+                extra_include_paths=[str(here / "standins"), str(ROOT / "csrc"),
+                                     str(ROOT / "csrc" / "include"), str(include)])
 
 
 # ---- data: rows through a stride wider than the row, outputs poisoned ----
@@ -399,3 +404,204 @@ def test_sequential_syncthreads_is_refused(emu, tmp_path):
     assert result.returncode != 0
     assert "__syncthreads in a sequential launch: run this kernel in Mode::kThreaded" in \
         result.stderr
+
+
+# ---- tier 2: csrc/ops/cuda/cuda_ops.cpp over the emulated runtime and cuBLAS ----
+
+OP_CELLS = ["lstm", "lstm-proj", "gru", "rnn_tanh", "rnn_relu"]
+OP_CONFIGS = {"padded": {}, "reverse": {"reverse": True}, "packed": {"packed": True},
+              "packed-reverse": {"packed": True, "reverse": True}, "no_bias": {"bias": False},
+              "no_state": {}}
+
+
+def _op_args(cell, config_name, dtype, generator):
+    from test_ops import make_args
+
+    config = dict(OP_CONFIGS[config_name])
+    if cell == "lstm-proj":
+        config["proj"] = 3
+    args = make_args(cell.split("-")[0], generator, dtype=dtype, steps=5, batch=4,
+                     input_size=6, hidden=7, **config)
+    if config_name == "no_state":
+        args["hx"] = None
+        if "cx" in args:
+            args["cx"] = None
+    return args
+
+
+def _backward_args(cell, args, results, grads):
+    """The backward op's arguments (schemas.cpp order) for a forward's args and results."""
+    a = dict(args)
+    if cell == "lstm":
+        return (*grads, a["input"], a["hx"], a["cx"], a["w_ih"], a["w_hh"], a["w_hr"], results[0],
+                results[3], a["batch_sizes"], a["reverse"], True)
+    if cell == "gru":
+        return (*grads, a["input"], a["hx"], a["w_ih"], a["w_hh"], results[0], results[2],
+                a["batch_sizes"], a["reverse"], True)
+    return (*grads, a["input"], a["hx"], a["w_ih"], a["w_hh"], results[0], a["batch_sizes"],
+            a["reverse"], True)
+
+
+def _reference_results(cell, args, grads, dtype=torch.float64):
+    """Outputs, final states and the gradients of every tensor argument, from
+    fastrnn/_reference.py (torch.nn's formulas in torch operators) and autograd, in dtype:
+    float64 for the exact values, a half type for torch's own error in it."""
+    from test_ops import reference
+
+    cast = {k: (v.detach().to(dtype).requires_grad_() if isinstance(v, torch.Tensor)
+                and v.is_floating_point() else v) for k, v in args.items()}
+    batch = int(args["batch_sizes"][0]) if args["batch_sizes"] is not None else \
+        args["input"].shape[1]
+    for state, size in (("hx", args["w_hh"].shape[1]), ("cx", args["w_hh"].shape[0] // 4)):
+        if state in cast and cast[state] is None:  # absent: zeros, not differentiated
+            cast[state] = torch.zeros(batch, size, dtype=dtype)
+    outputs = reference(cell, cast)
+    names = [k for k, v in cast.items() if isinstance(v, torch.Tensor) and v.requires_grad]
+    grads_in = torch.autograd.grad(outputs, [cast[k] for k in names], [g.to(dtype) for g in grads])
+    return list(outputs), dict(zip(names, grads_in))
+
+
+def _named_grads(cell, args, backward_results):
+    """The backward op's results keyed by the argument they belong to."""
+    names = (["input", "hx", "cx", "w_ih", "w_hh", "b_ih", "b_hh", "w_hr"] if cell == "lstm"
+             else ["input", "hx", "w_ih", "w_hh", "b_ih", "b_hh"])
+    return {name: grad for name, grad in zip(names, backward_results)
+            if args.get(name) is not None}
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).split(".")[1])
+@pytest.mark.parametrize("config", list(OP_CONFIGS))
+@pytest.mark.parametrize("cell", OP_CELLS)
+def test_cuda_op_path_matches_cpu_ops_and_reference(emu, cell, config, dtype, generator):
+    """The CUDA ops (glue, driver, cuBLAS calls, step kernels) on host memory, forward and
+    backward, against fastrnn's CPU ops and float64 torch.nn formulas: every result fully
+    written (allocations are NaN-poisoned), float32/float64 to the CPU ops' precision, float16/
+    bfloat16 within DESIGN.md's rule (at most twice the error of torch's own operators in that
+    dtype, plus 1e-3)."""
+    base = cell.split("-")[0]
+    args = _op_args(cell, config, dtype, generator)
+    n_results = 3 if base == "lstm" else 2
+    cpu_forward = getattr(torch.ops.fastrnn, f"{base}_forward")
+    emulated = getattr(emu.ops, f"{base}_forward")(*args.values())
+    native = cpu_forward(*args.values())
+    grads = [torch.randn(t.shape, generator=generator, dtype=torch.float64).to(dtype)
+             for t in native[:n_results]]
+    emulated_grads = _named_grads(base, args, getattr(emu.ops, f"{base}_backward")(
+        *_backward_args(base, args, emulated, grads)))
+    native_grads = _named_grads(base, args, getattr(torch.ops.fastrnn, f"{base}_backward")(
+        *_backward_args(base, args, native, grads)))
+    exact_outputs, exact_grads = _reference_results(base, args, grads)
+    torch_outputs, torch_grads = (_reference_results(base, args, grads, dtype)
+                                  if dtype in (torch.float16, torch.bfloat16) else
+                                  (exact_outputs, exact_grads))
+    pairs = [(f"result {i}", emulated[i], native[i], exact_outputs[i], torch_outputs[i])
+             for i in range(n_results)]
+    pairs += [(f"grad {k}", emulated_grads[k], native_grads[k], exact_grads[k], torch_grads[k])
+              for k in exact_grads]
+    for name, ours, cpu, exact, theirs in pairs:
+        assert not ours.isnan().any(), f"{name}: unwritten elements"
+        if dtype in (torch.float32, torch.float64):
+            tolerance = 1e-10 if dtype == torch.float64 else 2e-5
+            torch.testing.assert_close(ours, cpu, rtol=tolerance, atol=tolerance, msg=name)
+            torch.testing.assert_close(ours.double(), exact, rtol=tolerance, atol=tolerance,
+                                       msg=name)
+        else:
+            scale = max(1.0, exact.abs().max().item())
+            ours_error = (ours.double() - exact).abs().max().item()
+            torch_error = (theirs.double() - exact).abs().max().item()
+            assert ours_error <= 2 * torch_error + 1e-3 * scale, \
+                f"{name}: emulated CUDA {ours_error:.3g} vs torch {torch_error:.3g}"
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
+def test_cuda_op_path_makes_overwriting_and_accumulating_gemms(emu, cell, generator):
+    """A forward and backward call both overwrite (beta = 0: the emulated cuBLAS leaves C
+    unread, so a poisoned C shows any beta = 1 that should be 0) and accumulate (beta = 1)."""
+    args = _op_args(cell, "padded", torch.float32, generator)
+    calls, reading = emu.ops.gemm_calls(), emu.ops.gemm_calls_reading_c()
+    results = getattr(emu.ops, f"{cell}_forward")(*args.values())
+    grads = [torch.ones_like(t) for t in results[:3 if cell == "lstm" else 2]]
+    getattr(emu.ops, f"{cell}_backward")(*_backward_args(cell, args, results, grads))
+    made, accumulating = emu.ops.gemm_calls() - calls, emu.ops.gemm_calls_reading_c() - reading
+    assert 0 < accumulating < made
+
+
+# ---- the emulated cuBLAS itself ----
+
+COMPUTE_64F, COMPUTE_32F, COMPUTE_TF32 = 70, 68, 77
+INVALID_VALUE, NOT_SUPPORTED = 7, 15
+
+
+def _column_major(matrix):
+    """A tensor whose memory is `matrix` in column-major order (leading dimension rows)."""
+    return matrix.t().contiguous()
+
+
+@pytest.mark.parametrize("dtypes", [(torch.float64, torch.float64, COMPUTE_64F),
+                                    (torch.float32, torch.float32, COMPUTE_32F),
+                                    (torch.float16, torch.float16, COMPUTE_32F),
+                                    (torch.float16, torch.float32, COMPUTE_32F),
+                                    (torch.bfloat16, torch.bfloat16, COMPUTE_32F),
+                                    (torch.bfloat16, torch.float32, COMPUTE_32F)],
+                         ids=["64F", "32F", "16F", "16F-32F", "16BF", "16BF-32F"])
+@pytest.mark.parametrize("trans_a, trans_b", [(False, False), (True, False), (False, True),
+                                              (True, True)])
+def test_cublas_gemm_matches_matmul(emu, dtypes, trans_a, trans_b, generator):
+    ab, c_type, compute = dtypes
+    m, n, k = 5, 7, 9
+    a = torch.randn(k if trans_a else m, m if trans_a else k, generator=generator,
+                    dtype=torch.float64).to(ab)
+    b = torch.randn(n if trans_b else k, k if trans_b else n, generator=generator,
+                    dtype=torch.float64).to(ab)
+    c0 = torch.randn(m, n, generator=generator, dtype=torch.float64).to(c_type)
+    op_a = a.double().t() if trans_a else a.double()
+    op_b = b.double().t() if trans_b else b.double()
+    for beta in (0.0, 0.5):
+        c = _column_major(c0)
+        if beta == 0:
+            c.fill_(float("nan"))  # never read
+        status = emu.ops.cublas_gemm_ex(trans_a, trans_b, m, n, k, 2.0, _column_major(a),
+                                        a.shape[0], _column_major(b), b.shape[0], beta, c, m,
+                                        compute)
+        assert status == 0
+        expected = 2.0 * op_a @ op_b + beta * c0.double()
+        tolerance = {torch.float64: 1e-12, torch.float32: 1e-5}.get(c_type, 2e-2)
+        torch.testing.assert_close(c.t().double(), expected, rtol=tolerance, atol=tolerance)
+
+
+def test_cublas_tf32_rounds_inputs(emu):
+    """CUBLAS_COMPUTE_32F_FAST_TF32 multiplies inputs rounded to 10 mantissa bits."""
+    a = torch.tensor([[1.0 + 2 ** -12]])
+    b = torch.tensor([[1.0]])
+    for compute, expected in ((COMPUTE_32F, 1.0 + 2 ** -12), (COMPUTE_TF32, 1.0)):
+        c = torch.zeros(1, 1)
+        assert emu.ops.cublas_gemm_ex(False, False, 1, 1, 1, 1.0, a, 1, b, 1, 0.0, c, 1,
+                                      compute) == 0
+        assert c.item() == expected
+
+
+@pytest.mark.parametrize("case, status", [
+    ("lda too small", INVALID_VALUE), ("ldb too small", INVALID_VALUE),
+    ("ldc too small", INVALID_VALUE), ("negative k", INVALID_VALUE),
+    ("TF32 with half inputs", NOT_SUPPORTED), ("64F compute with 32F", NOT_SUPPORTED),
+    ("mixed A and B types", NOT_SUPPORTED)])
+def test_cublas_rejects_what_cublas_rejects(emu, case, status):
+    m, n, k = 4, 3, 2
+    a, b, c = torch.zeros(k, m), torch.zeros(n, k), torch.zeros(n, m)
+    lda, ldb, ldc, kk, compute = m, k, m, k, COMPUTE_32F
+    if case == "lda too small":
+        lda = m - 1
+    elif case == "ldb too small":
+        ldb = k - 1
+    elif case == "ldc too small":
+        ldc = m - 1
+    elif case == "negative k":
+        kk = -1
+    elif case == "TF32 with half inputs":
+        a, b, compute = a.half(), b.half(), COMPUTE_TF32
+    elif case == "64F compute with 32F":
+        compute = COMPUTE_64F
+    else:
+        b = b.double()
+    assert emu.ops.cublas_gemm_ex(False, False, m, n, kk, 1.0, a, lda, b, ldb, 0.0, c, ldc,
+                                  compute) == status

@@ -263,7 +263,11 @@ std::pair<int, int> check_launch(std::vector<int64_t> grid, std::vector<int64_t>
 
 }  // namespace
 
+void bind_cuda_ops(pybind11::module& m);  // ops.cpp
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  auto ops = m.def_submodule("ops", "csrc/ops/cuda/cuda_ops.cpp's op adapters (tier 2)");
+  bind_cuda_ops(ops);
   m.def("lstm_forward", &lstm_forward);
   m.def("lstm_backward", &lstm_backward);
   m.def("gru_forward", &gru_forward);

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <barrier>
 #include <cstdio>
 #include <cstdlib>
@@ -159,3 +160,43 @@ extern "C" cudaError_t cudaGetLastError(void) {
 }
 
 extern "C" cudaError_t cudaPeekAtLastError(void) { return fastrnn::emulation::t_last_error; }
+
+extern "C" const char* cudaGetErrorString(cudaError_t error) {
+  switch (error) {
+    case cudaSuccess: return "no error";
+    case cudaErrorInvalidValue: return "invalid argument";
+    case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+    case cudaErrorInvalidPitchValue: return "invalid pitch argument";
+    case cudaErrorInvalidMemcpyDirection: return "invalid copy direction for memcpy";
+    case cudaErrorCooperativeLaunchTooLarge:
+      return "too many blocks in cooperative launch";
+    default: return "unknown error (in the CUDA emulation)";
+  }
+}
+
+// Copies on the one emulated device's memory (the host's), checked as the runtime checks them.
+extern "C" cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t count,
+                                       cudaMemcpyKind kind, cudaStream_t /*stream*/) {
+  if (kind < cudaMemcpyHostToHost || kind > cudaMemcpyDefault) {
+    return cudaErrorInvalidMemcpyDirection;
+  }
+  if (count > 0 && (dst == nullptr || src == nullptr)) return cudaErrorInvalidValue;
+  if (count > 0) std::memmove(dst, src, count);
+  return cudaSuccess;
+}
+
+extern "C" cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t spitch,
+                                         size_t width, size_t height, cudaMemcpyKind kind,
+                                         cudaStream_t /*stream*/) {
+  if (kind < cudaMemcpyHostToHost || kind > cudaMemcpyDefault) {
+    return cudaErrorInvalidMemcpyDirection;
+  }
+  if (height == 0 || width == 0) return cudaSuccess;
+  if (dpitch < width || spitch < width) return cudaErrorInvalidPitchValue;
+  if (dst == nullptr || src == nullptr) return cudaErrorInvalidValue;
+  for (size_t row = 0; row < height; ++row) {
+    std::memmove(static_cast<char*>(dst) + row * dpitch,
+                 static_cast<const char*>(src) + row * spitch, width);
+  }
+  return cudaSuccess;
+}

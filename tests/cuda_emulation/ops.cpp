@@ -1,0 +1,56 @@
+// Tier 2 of DESIGN.md's GPU work: csrc/ops/cuda/cuda_ops.cpp compiled as it is, over the
+// stand-in torch CUDA headers of tests/cuda_emulation/standins (current stream, cuBLAS handle,
+// guard, check macros) and the emulated runtime and cuBLAS (csrc/cuda/emulation,
+// emulated_cublas.cpp), so fastrnn's CUDA glue, the recurrence driver on its CudaBackend, the
+// cuBLAS calls and the step kernels run together on host memory. The op adapters are bound as
+// Python functions (the ops' C++ signatures) rather than registered for the CUDA dispatch key,
+// which host tensors never reach.
+#include <torch/extension.h>
+#include <torch/library.h>
+
+// The file's TORCH_LIBRARY_IMPL(fastrnn, CUDA, m) block becomes a function nothing calls: the
+// real registration belongs to a CUDA build of fastrnn.
+#undef TORCH_LIBRARY_IMPL
+#define TORCH_LIBRARY_IMPL(ns, key, m) \
+  [[maybe_unused]] static void unregistered_##key##_kernels(torch::Library& m)
+
+#include "ops/cuda/cuda_ops.cpp"
+
+namespace ops = fastrnn::ops;
+using fastrnn::CellKind;
+
+void bind_cuda_ops(pybind11::module& m) {
+  using Device = ops::CudaDevice;
+  m.def("rnn_tanh_forward", &ops::rnn_forward_op<Device, CellKind::kRnnTanh>);
+  m.def("rnn_tanh_backward", &ops::rnn_backward_op<Device, CellKind::kRnnTanh>);
+  m.def("rnn_relu_forward", &ops::rnn_forward_op<Device, CellKind::kRnnRelu>);
+  m.def("rnn_relu_backward", &ops::rnn_backward_op<Device, CellKind::kRnnRelu>);
+  m.def("lstm_forward", &ops::lstm_forward_op<Device>);
+  m.def("lstm_backward", &ops::lstm_backward_op<Device>);
+  m.def("gru_forward", &ops::gru_forward_op<Device>);
+  m.def("gru_backward", &ops::gru_backward_op<Device>);
+  m.def("gemm_calls", [] { return fastrnn::emulation::gemm_calls(); });
+  m.def("gemm_calls_reading_c", [] { return fastrnn::emulation::gemm_calls_reading_c(); });
+  // cublasGemmEx directly, column-major, for its own checks: returns the cublasStatus_t.
+  m.def("cublas_gemm_ex", [](bool trans_a, bool trans_b, int m_, int n, int k, double alpha,
+                             const at::Tensor& a, int lda, const at::Tensor& b, int ldb,
+                             double beta, const at::Tensor& c, int ldc, int compute) {
+    auto type = [](const at::Tensor& t) {
+      switch (t.scalar_type()) {
+        case at::kHalf: return CUDA_R_16F;
+        case at::kBFloat16: return CUDA_R_16BF;
+        case at::kFloat: return CUDA_R_32F;
+        default: return CUDA_R_64F;
+      }
+    };
+    const bool f64 = compute == CUBLAS_COMPUTE_64F;
+    const float alpha32 = static_cast<float>(alpha), beta32 = static_cast<float>(beta);
+    const void* alpha_ptr = f64 ? static_cast<const void*>(&alpha) : &alpha32;
+    const void* beta_ptr = f64 ? static_cast<const void*>(&beta) : &beta32;
+    return static_cast<int>(cublasGemmEx(
+        nullptr, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, m_, n,
+        k, alpha_ptr, a.data_ptr(), type(a), lda, b.data_ptr(), type(b), ldb, beta_ptr,
+        c.data_ptr(), type(c), ldc, static_cast<cublasComputeType_t>(compute),
+        CUBLAS_GEMM_DEFAULT));
+  });
+}
