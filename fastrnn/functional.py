@@ -55,6 +55,12 @@ def _stack(cell: str, input: Tensor, hx: Tensor | None, cx: Tensor | None, param
     layer_input = input
     h_n: list[Tensor] = []
     c_n: list[Tensor] = []
+    # Under torch.compile a packed batch's size is data: each op call without an initial state
+    # makes its final state's batch a fresh unbacked symbol (fastrnn/_ops.py, _batch). The calls
+    # after the first take zeros shaped like the first call's final states instead (the same
+    # numbers), so the stack has one such symbol: torch 2.14's inductor fails on a sum of
+    # several ("expected [u2, u1, u3] to have been codegen-ed").
+    share_zeros = batch_sizes is not None and hx is None and torch.compiler.is_compiling()
     for layer in range(num_layers):
         outputs = []
         for direction in range(directions):
@@ -65,8 +71,12 @@ def _stack(cell: str, input: Tensor, hx: Tensor | None, cx: Tensor | None, param
             w_hr = weights[-1] if has_projection else None
             reverse = direction == 1
             h0 = hx[index] if hx is not None else None
+            if share_zeros and h_n:
+                h0 = h_n[0].new_zeros(h_n[0].shape)
             if cell == "lstm":
                 c0 = cx[index] if cx is not None else None
+                if share_zeros and c_n:
+                    c0 = c_n[0].new_zeros(c_n[0].shape)
                 y, hy, cy, _ = torch.ops.fastrnn.lstm_forward(
                     layer_input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, train)
                 c_n.append(cy)
