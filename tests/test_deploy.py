@@ -17,9 +17,8 @@ import torch
 
 import fastrnn
 
-from utils import randn
+from utils import FASTRNN_PARENT, randn
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # A model module of the user's, importable by the processes the tests start.
 MODEL_SOURCE = textwrap.dedent('''
@@ -57,8 +56,8 @@ ALLOWLIST = ("[model.Tagger, nn.LSTM, nn.GRU, nn.RNN, nn.LSTMCell, nn.GRUCell, n
 def _run(tmp_path, code: str) -> str:
     """Runs code in a fresh Python process that can import the model module; returns stdout."""
     (tmp_path / "model.py").write_text(MODEL_SOURCE)
-    # the model module, then this checkout's fastrnn (installed or built in place)
-    path = [str(tmp_path), str(ROOT), os.environ.get("PYTHONPATH", "")]
+    # the model module, then the fastrnn this process runs (installed, or built in place)
+    path = [str(tmp_path), FASTRNN_PARENT, os.environ.get("PYTHONPATH", "")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
     result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
                             text=True, timeout=300, cwd=tmp_path, env=env)

@@ -17,8 +17,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import fastrnn
 from fastrnn.modules import RNNBase
-from tests.test_modules import _bad_inputs
-from tests.utils import MODES, assert_same_error, make_pair, randn
+from test_modules import _bad_inputs
+from utils import MODES, assert_same_error, make_pair, randn
 
 # CI reruns these under each lower FASTRNN_CPU_ISA (.ci/run).
 pytestmark = pytest.mark.kernels

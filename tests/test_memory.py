@@ -19,7 +19,7 @@ import pytest
 import torch
 
 import fastrnn
-from utils import make_pair, randn
+from utils import FASTRNN_PARENT, make_pair, randn
 
 ROOT = Path(__file__).resolve().parents[1]
 FULL = os.environ.get("FASTRNN_RELIABILITY_FULL") == "1"
@@ -29,7 +29,7 @@ def _probe(*args: str, env: dict | None = None) -> dict:
     """Runs tests/memory_probe.py in a fresh process and returns the JSON it prints last."""
     environment = dict(os.environ, **(env or {}))
     environment["PYTHONPATH"] = os.pathsep.join(
-        [str(ROOT), str(ROOT / "tests"), environment.get("PYTHONPATH", "")])
+        [FASTRNN_PARENT, str(ROOT / "tests"), environment.get("PYTHONPATH", "")])
     result = subprocess.run([sys.executable, str(ROOT / "tests" / "memory_probe.py"), *args],
                             capture_output=True, text=True, env=environment, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]

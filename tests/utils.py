@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +12,11 @@ from torch import Tensor, nn
 import fastrnn
 
 MODES = ["RNN_TANH", "RNN_RELU", "LSTM", "GRU"]
+
+# The directory that holds the fastrnn package this process imported (the checkout, or
+# site-packages for an installed wheel): what a test's subprocess puts on its PYTHONPATH to
+# import the same one.
+FASTRNN_PARENT = str(Path(fastrnn.__file__).resolve().parents[1])
 
 # DESIGN.md: fp64 ~1e-10 relative, fp32 ~1e-5 relative (atol covers values near zero).
 TOLERANCES = {torch.float64: dict(rtol=1e-10, atol=1e-10), torch.float32: dict(rtol=1e-5, atol=1e-5)}
