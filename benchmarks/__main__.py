@@ -4,6 +4,7 @@
     python -m benchmarks                            # every shape set for this device
     python -m benchmarks --sets fastrnns packed --cells LSTM --dtypes float32 bfloat16
     python -m benchmarks --device cuda --sets gpu --dtypes float32 bfloat16 float16
+    python -m benchmarks --quick --contended        # the same, with one core kept busy
 
 Each row is one cell, mode, dtype and shape (benchmarks/shapes.py). It shows the median time of
 every implementation (ms per call, or us per step for streaming), fastrnn's speedup over each
@@ -47,6 +48,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int)
     parser.add_argument("--peers", nargs="*", default=["onnxruntime", "flashrnn"],
                         help="optional peers to include when available (torch.nn always runs)")
+    parser.add_argument("--contended", action="store_true",
+                        help="keep one CPU core busy with another process for the whole run "
+                             "(as DataLoader workers or a neighbouring service do)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--no-plot", action="store_true")
     args = parser.parse_args(argv)
@@ -73,7 +77,7 @@ def progress(done: int, total: int, label: str) -> None:
         sys.stderr.write("\n")
 
 
-def run_row(w: Workload, implementations: list, args, gemm: float) -> dict:
+def run_row(w: Workload, implementations: list, args, gemm: float, fma: float | None) -> dict:
     runners = {impl.name: r for impl in implementations if (r := impl.runner(w)) is not None}
     seconds = measure.medians_in_turn(runners, args.repeats, args.threads)
     streaming = w.case.mode == "streaming"
@@ -93,6 +97,7 @@ def run_row(w: Workload, implementations: list, args, gemm: float) -> dict:
         gflops = flops / seconds[name] / 1e9
         row[f"gflops_{name.split('.')[0]}"] = gflops
         row[f"gemm_percent_{name.split('.')[0]}"] = 100.0 * gflops / gemm if gemm else None
+        row[f"fma_percent_{name.split('.')[0]}"] = 100.0 * gflops / fma if fma else None
     for name in seconds:
         if name != "fastrnn":
             row[f"speedup_vs_{name}"] = seconds[name] / seconds["fastrnn"]
@@ -134,6 +139,23 @@ def main(argv=None) -> int:
         "command": "python -m benchmarks " + " ".join(sys.argv[1:] if argv is None else argv),
     }
     print(report.machine_header(device, args.threads))
+    busy = measure.BusyCore() if args.contended else None
+    if busy is not None:
+        metadata["contended"] = busy.describe()
+        print(f"contended: {busy.describe()}")
+    try:
+        rows = run_rows(work, implementations, args, device, notes, metadata, slow_bf16)
+    finally:
+        if busy is not None:
+            busy.stop()
+    print(report.markdown(rows))
+    written = report.write_files(rows, metadata, args.out, plot=not args.no_plot)
+    print(f"\n{len(rows)} rows in {metadata['seconds']:.0f} s; wrote " +
+          ", ".join(str(p) for p in written))
+    return 0
+
+
+def run_rows(work, implementations, args, device, notes, metadata, slow_bf16) -> list[dict]:
     for note in notes:
         print(f"peer {note}")
     gemm = {}
@@ -142,6 +164,13 @@ def main(argv=None) -> int:
         gemm[dtype] = measure.gemm_rate(device, DTYPES[dtype], args.threads, small=small)
         metadata[f"gemm_gflops_{SHORT[dtype]}"] = gemm[dtype]
     print("GEMM rate (torch.mm): " + ", ".join(f"{SHORT[d]} {g:.1f} GFLOP/s" for d, g in gemm.items()))
+    # The cores' float32 FMA peak (a register-only FMA loop in fastrnn's instruction set, on
+    # --threads threads): what "% peak" compares fastrnn's float32 rows with.
+    fma = measure.fma_peak(device, args.threads)
+    if fma is not None:
+        metadata["fma_peak_gflops_fp32"] = fma
+        print(f"FMA peak ({fastrnn._C.cpu_isa()}, {args.threads} threads, register-only loop): "
+              f"fp32 {fma:.1f} GFLOP/s")
     peak = dict(gemm)
     if slow_bf16 and "bfloat16" in args.dtypes:
         peak["bfloat16"] = gemm.get("float32") or measure.gemm_rate(device, torch.float32, args.threads)
@@ -154,14 +183,10 @@ def main(argv=None) -> int:
     for index, (cell, case, dtype) in enumerate(work):
         progress(index, len(work), f"{cell} {case.mode} {SHORT[dtype]} {case.label}")
         rows.append(run_row(Workload(cell, case, device, DTYPES[dtype]), implementations, args,
-                            peak[dtype]))
+                            peak[dtype], fma if dtype == "float32" else None))
     progress(len(work), len(work), "done")
     metadata["seconds"] = time.perf_counter() - started
-    print(report.markdown(rows))
-    written = report.write_files(rows, metadata, args.out, plot=not args.no_plot)
-    print(f"\n{len(rows)} rows in {metadata['seconds']:.0f} s; wrote " +
-          ", ".join(str(p) for p in written))
-    return 0
+    return rows
 
 
 if __name__ == "__main__":

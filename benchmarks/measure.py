@@ -8,7 +8,11 @@ implementation alike and none is timed in the wake of another; ratios come from 
 
 from __future__ import annotations
 
+import os
+import signal
 import statistics
+import subprocess
+import sys
 import time
 
 import torch
@@ -59,6 +63,28 @@ def settle(limit: float = 0.5) -> None:
             return
 
 
+class BusyCore:
+    """Another process spinning on one CPU core (the last one this process may run on) until
+    stop(): the machine as a training job with DataLoader workers, or a shared server, sees it.
+    Every implementation is timed under it alike; settle() looks at this process only, so it
+    does not wait for it."""
+
+    def __init__(self) -> None:
+        self.cpu = max(os.sched_getaffinity(0))
+        code = (f"import os\nos.sched_setaffinity(0, {{{self.cpu}}})\n"
+                "while True:\n    pass\n")
+        self.process = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL)
+        time.sleep(0.2)  # running and pinned before the first timing
+
+    def describe(self) -> str:
+        return f"a busy process (pid {self.process.pid}) spinning on CPU {self.cpu}"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+
 def forward_flops(w: Workload, tokens: int | None = None) -> float:
     """2 * tokens * gates * H * (I + H) summed over layers and directions."""
     c = w.case
@@ -94,6 +120,16 @@ def gemm_rate(device: torch.device, dtype: torch.dtype, threads: int, small: boo
         seconds = timer.blocked_autorange(min_run_time=0.5).median
         best = max(best, 2.0 * m * k * n / seconds / 1e9)
     return best
+
+
+def fma_peak(device: torch.device, threads: int) -> float | None:
+    """The float32 FMA peak of `threads` cores in GFLOP/s (fastrnn._C.cpu_fma_peak: a loop of
+    independent FMAs that never leave the registers, in the instruction set fastrnn's kernels
+    use), or None on CUDA."""
+    if device.type != "cpu":
+        return None
+    import fastrnn
+    return fastrnn._C.cpu_fma_peak(threads)
 
 
 def training_memory(runner: Runner, device: torch.device) -> int | None:

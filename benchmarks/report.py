@@ -38,7 +38,7 @@ def markdown(rows: list[dict]) -> str:
     header = ["set", "cell", "mode", "dtype", "shape", "unit", "fastrnn"]
     for name, short in peers:
         header += [name, f"x {short}"]
-    header += ["GFLOP/s", "% GEMM", "saved MB fastrnn / torch"]
+    header += ["GFLOP/s", "% GEMM", "% peak", "saved MB fastrnn / torch"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * 5 + "---|" + "---:|" * (len(header) - 6)]
     for r in rows:
         cells = [r["set"], r["cell"], r["mode"], r["dtype"], r["shape"], r["unit"],
@@ -49,7 +49,8 @@ def markdown(rows: list[dict]) -> str:
         memory = "-"
         if r.get("memory_fastrnn_mb") is not None and r.get("memory_torch.nn_mb") is not None:
             memory = f"{r['memory_fastrnn_mb']:.1f} / {r['memory_torch.nn_mb']:.1f}"
-        cells += [_format(r["gflops_fastrnn"], 1), _format(r["gemm_percent_fastrnn"], 0), memory]
+        cells += [_format(r["gflops_fastrnn"], 1), _format(r["gemm_percent_fastrnn"], 0),
+                  _format(r.get("fma_percent_fastrnn"), 0), memory]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -146,6 +146,7 @@ def collect() -> dict[str, Any]:
         "cpu_isa": _C.cpu_isa(),
         "cpu_isa_detected": _C.cpu_isa_detected(),
         "cpu_gemm": _C.cpu_gemm_backend(),
+        "cpu_threads_backend": _C.cpu_threads_backend(),
         "cpu_bf16_products": _C.cpu_bf16_products(),
         "cpu_bf16_products_text": bf16_products(),
         "cpu_threads": torch.get_num_threads(),
@@ -171,7 +172,8 @@ def cpu_summary() -> str:
     """One line naming the CPU, fastrnn's kernels on it and torch's bfloat16, for the headers
     of benchmark runs."""
     return (f"{cpu_model()}; fastrnn kernels {_C.cpu_isa()} (detected {_C.cpu_isa_detected()}), "
-            f"bfloat16 products {bf16_products()}, GEMM {_C.cpu_gemm_backend()}; "
+            f"bfloat16 products {bf16_products()}, GEMM {_C.cpu_gemm_backend()}, threads "
+            f"{_C.cpu_threads_backend()}; "
             f"torch {torch.backends.cpu.get_cpu_capability()}, bfloat16 "
             f"{_torch_bf16_text(torch_bfloat16_native())}")
 
@@ -198,6 +200,7 @@ def _text(info: dict[str, Any]) -> str:
         f"cpu features: {_features_text(info['cpu_features'])}",
         f"cpu isa: {info['cpu_isa']} (detected: {info['cpu_isa_detected']})",
         f"cpu gemm: {info['cpu_gemm']}",
+        f"cpu step threads: {info['cpu_threads_backend']}",
         f"cpu bfloat16 products: {info['cpu_bf16_products_text']}",
         f"cpu threads: {info['cpu_threads']}",
         f"torch cpu capability: {info['torch_cpu_capability']}",

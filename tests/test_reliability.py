@@ -326,7 +326,7 @@ def test_bitwise_deterministic_at_a_fixed_thread_count(mode, threads, generator)
 @pytest.mark.parametrize("mode", MODES)
 def test_more_threads_than_cores_match_torch(mode, generator):
     """Twice as many intra-op threads as cores: the threads of a step wait for partners that
-    are descheduled, past the barrier's spinning into its sleeping wait (spin_barrier.h), in the
+    are descheduled, past the schedule's spinning into its sleeping wait (stage_team.h), in the
     forward steps and in backward. Results still equal torch.nn's."""
     reference, fast = make_pair(mode, 32, 192, dtype=torch.float64)
     x = randn(generator, 40, 1, 32, dtype=torch.float64)

@@ -6,7 +6,6 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
-#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -20,7 +19,7 @@
 
 #include "cpu/blas.h"
 #include "cpu/isa.h"
-#include "cpu/spin_barrier.h"
+#include "cpu/stage_team.h"
 #include "fastrnn/cells.h"
 #include "fastrnn/debug.h"
 #include "ops/block_cache.h"
@@ -269,7 +268,7 @@ class CpuBackend {
     const int64_t width = kernels_.vector_width, blocks = p.units * gates / width;
     TORCH_CHECK(width <= kMaxVectorWidth && p.units % width == 0, "fastrnn: bad panel layout");
     const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(1, inner * width));
-    at::parallel_for(0, p.count * blocks, grain, [&](int64_t begin, int64_t end) {
+    parallel_items(p.count * blocks, grain, [&](int64_t begin, int64_t end) {
       Tile tile;
       for (int64_t index = begin; index < end; ++index) {
         const int64_t panel = index / blocks, block = index % blocks;
@@ -404,17 +403,11 @@ class CpuBackend {
       for (int64_t s = 0; s < steps; ++s) run_share(s, 0, w.panels.count);
       return;
     }
-    SpinBarrier barrier;
-#pragma omp parallel num_threads(threads)
-    {
-      const int team = omp_get_num_threads(), id = omp_get_thread_num();
-      const int64_t begin = w.panels.count * id / team, end = w.panels.count * (id + 1) / team;
-      uint32_t generation = 0;
-      for (int64_t s = 0; s < steps; ++s) {
-        run_share(s, begin, end);
-        if (s + 1 < steps) barrier.wait(generation, team);
-      }
-    }
+    const int64_t count = w.panels.count;
+    const int64_t chunks = chunks_for(threads, count, flops_per_panel);
+    run_stages(threads, steps, chunks, [&](int64_t s, int64_t chunk) {
+      run_share(s, count * chunk / chunks, count * (chunk + 1) / chunks);
+    });
   }
 
   // ---- backward: the recurrent product with fastrnn's micro-kernel, steps split by units ----
@@ -490,19 +483,19 @@ class CpuBackend {
       }
       return;
     }
-    SpinBarrier barrier;
-#pragma omp parallel num_threads(threads)
-    {
-      const int team = omp_get_num_threads(), id = omp_get_thread_num();
-      const int64_t u0 = std::min(units, blocks * id / team * width);
-      const int64_t u1 = std::min(units, blocks * (id + 1) / team * width);
-      uint32_t generation = 0;
-      for (int64_t k = k0; k < k1; ++k) {
-        if (u1 > u0) pointwise(k, u0, u1);
-        barrier.wait(generation, team);
-        if (u1 > u0) recurrent(k, u0, u1);
+    // Two stages an iteration: the pointwise half, then the recurrent half, over the same
+    // chunks of units (whole vectors each).
+    const int64_t chunks = chunks_for(threads, blocks, flops_per_step / blocks);
+    run_stages(threads, 2 * (k1 - k0), chunks, [&](int64_t stage, int64_t chunk) {
+      const int64_t u0 = std::min(units, blocks * chunk / chunks * width);
+      const int64_t u1 = std::min(units, blocks * (chunk + 1) / chunks * width);
+      if (u1 <= u0) return;
+      if (stage % 2 == 0) {
+        pointwise(k0 + stage / 2, u0, u1);
+      } else {
+        recurrent(k0 + stage / 2, u0, u1);
       }
-    }
+    });
   }
 
   template <CellKind kCell>
@@ -559,6 +552,33 @@ class CpuBackend {
     if (at::in_parallel_region()) return 1;
     const int64_t by_work = std::max<int64_t>(1, panels * flops_per_panel / min_flops);
     return static_cast<int>(std::min<int64_t>({at::get_num_threads(), panels, by_work}));
+  }
+
+  // Chunks a stage of `items` items (panels, or blocks of units) of `flops_per_item` each is
+  // cut into for `threads` threads (StageTeam): up to kChunksPerThread a thread, so that the
+  // work of a thread that is descheduled can be taken over in pieces, each at least
+  // kMinFlopsPerThreadInSequence (a claim costs tens of nanoseconds), and never fewer than one
+  // a thread (threads_for gives each thread an item or more).
+  static constexpr int64_t kChunksPerThread = 4;
+
+  // body(begin, end) over [0, items) in chunks of `grain` items or more, on the step loops'
+  // threads (run_stages: a descheduled thread's chunks are taken over).
+  template <class Body>
+  static void parallel_items(int64_t items, int64_t grain, const Body& body) {
+    const int64_t most = (items + grain - 1) / grain;
+    if (most <= 0) return;
+    const int threads = at::in_parallel_region()
+                            ? 1
+                            : static_cast<int>(std::min<int64_t>(at::get_num_threads(), most));
+    const int64_t chunks = std::max<int64_t>(threads, std::min(most, threads * kChunksPerThread));
+    run_stages(threads, 1, chunks, [&](int64_t, int64_t chunk) {
+      body(items * chunk / chunks, items * (chunk + 1) / chunks);
+    });
+  }
+  static int64_t chunks_for(int threads, int64_t items, int64_t flops_per_item) {
+    const int64_t by_work = items * flops_per_item / kMinFlopsPerThreadInSequence;
+    const int64_t most = std::min<int64_t>(items, threads * kChunksPerThread);
+    return std::max<int64_t>(threads, std::min(by_work, most));
   }
 
   const StepKernels<T>& kernels_ = step_kernels<T>();

@@ -124,6 +124,9 @@ struct StepKernels {
   void (*rnn_relu_forward)(const RnnForwardStep<T>&);
   void (*rnn_relu_backward)(const RnnBackwardStep<T>&);
   void (*activation)(Activation kind, const T* in, T* out, int64_t n);
+  // The core's FMA peak: a register-only loop of FMAs in this instruction set; returns the
+  // floating-point operations it did.
+  double (*fma_loop)(int64_t iterations);
 
   // The fused forward steps (see Panels), and the vector width their panels are built for
   // (at most kMaxVectorWidth).

@@ -5,10 +5,17 @@
 
 #include <torch/version.h>
 
+#include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
 
 #include "cpu/blas.h"
 #include "cpu/isa.h"
+#include "cpu/stage_team.h"
 #include "ops/block_cache.h"
 #include "ops/fast_path.h"
 #ifdef FASTRNN_WITH_CUDA
@@ -54,6 +61,68 @@ at::Tensor cpu_activation(const std::string& activation, const std::string& isa_
   TORCH_CHECK(kernels != nullptr, "this CPU does not support ", isa_name);
   kernels->activation(kind, x.data_ptr<float>(), y.data_ptr<float>(), x.numel());
   return y;
+}
+
+// Runs `stages` stages of `chunks` chunks on `threads` threads (run_stages) with a body that
+// checks the schedule's promises: it returns the number of chunks that ran before every chunk
+// of the previous stage had finished, and the number of (stage, chunk) pairs that did not run
+// exactly once. Chunks whose index is a multiple of `slow_every` (0: none) sleep `slow_us`
+// microseconds first, as a thread that loses its core would (the others take its chunks over,
+// then one thread runs the rest alone). For tests of stage_team.h.
+std::tuple<int64_t, int64_t> cpu_stage_team_check(int64_t threads, int64_t stages, int64_t chunks,
+                                                  int64_t slow_every, int64_t slow_us) {
+  TORCH_CHECK(threads >= 1 && stages >= 0 && chunks >= threads && chunks <= threads * 0xffff,
+              "cpu_stage_team_check: bad sizes");
+  std::vector<std::atomic<int>> runs(static_cast<size_t>(stages * chunks));
+  std::atomic<int64_t> early{0};
+  fastrnn::cpu::run_stages(static_cast<int>(threads), stages, chunks,
+                           [&](int64_t stage, int64_t chunk) {
+    if (stage > 0) {
+      for (int64_t c = 0; c < chunks; ++c) {
+        if (runs[(stage - 1) * chunks + c].load() != 1) {
+          early.fetch_add(1);
+          break;
+        }
+      }
+    }
+    if (slow_every > 0 && chunk % slow_every == 0) {
+      std::this_thread::sleep_for(std::chrono::microseconds(slow_us));
+    }
+    runs[stage * chunks + chunk].fetch_add(1);
+  });
+  int64_t wrong = 0;
+  for (const auto& count : runs) wrong += count.load() != 1;
+  return {early.load(), wrong};
+}
+
+// The FMA peak of `threads` cores in GFLOP/s: fma_loop of the instruction set fastrnn's float32
+// kernels use (FASTRNN_CPU_ISA), on that many threads at once, the best of five rounds of about
+// 20 ms each. For the benchmark suite (% of peak).
+double cpu_fma_peak(int64_t threads) {
+  TORCH_CHECK(threads >= 1 && threads <= 1024, "cpu_fma_peak: threads must be in [1, 1024]");
+  const auto loop = fastrnn::cpu::step_kernels<float>().fma_loop;
+  int64_t iterations = 1 << 16;  // grown until one round takes 20 ms
+  for (;;) {
+    const auto start = std::chrono::steady_clock::now();
+    loop(iterations);
+    if (std::chrono::steady_clock::now() - start > std::chrono::milliseconds(20)) break;
+    iterations *= 2;
+  }
+  double best = 0;
+  for (int round = 0; round < 5; ++round) {
+    std::vector<double> flops(static_cast<size_t>(threads));
+    const auto start = std::chrono::steady_clock::now();
+    std::vector<std::thread> workers;
+    for (int64_t t = 0; t < threads; ++t) {
+      workers.emplace_back([&, t] { flops[t] = loop(iterations); });
+    }
+    for (auto& worker : workers) worker.join();
+    const std::chrono::duration<double> seconds = std::chrono::steady_clock::now() - start;
+    double total = 0;
+    for (double f : flops) total += f;
+    best = std::max(best, total / seconds.count() / 1e9);
+  }
+  return best;
 }
 
 // How this extension was built, as the compilers saw it (so it cannot drift from the binary):
@@ -115,6 +184,14 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "Whether bfloat16 calls run their recurrent products in bfloat16 (AVX512_BF16).");
   m.def("cpu_gemm_backend", [] { return std::string(fastrnn::cpu::gemm_backend()); },
         "GEMM inside the CPU step loop: 'blas' (libtorch's Fortran BLAS) or 'aten'.");
+  m.def("cpu_fma_peak", &cpu_fma_peak,
+        "The FMA peak of `threads` cores in GFLOP/s (a register-only FMA loop in fastrnn's "
+        "float32 instruction set).");
+  m.def("cpu_stage_team_check", &cpu_stage_team_check,
+        "Test hook: run_stages' schedule checked (chunks run early, chunks not run once).");
+  m.def("cpu_threads_backend", [] { return std::string(fastrnn::cpu::team_backend()); },
+        "Threads of the CPU step loops (FASTRNN_CPU_THREADS): 'openmp' (torch's intra-op "
+        "threads, the default) or 'pool' (fastrnn's own).");
   m.def("cuda_built", [] {
 #ifdef FASTRNN_WITH_CUDA
     return true;
