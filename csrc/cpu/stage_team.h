@@ -135,7 +135,7 @@ class StageTeam {
     }
   }
 
- int team() const { return team_; }
+  int team() const { return team_; }
 
   // Returns once `stages` stages have finished (the caller of a team whose own run() returned
   // early, standing down).
@@ -226,7 +226,7 @@ class StageTeam {
   std::unique_ptr<Range[]> ranges_;
   alignas(64) std::atomic<int64_t> done_{0};         // chunks finished in the current stage
   alignas(64) std::atomic<uint32_t> completed_{0};   // stages finished
-  std::atomic<int> sleepers_{0};                     // threads in sleep()
+  std::atomic<int> sleepers_{0};                     // threads sleeping in futex_wait
   std::atomic<int> leader_{kNobody};                 // the thread that runs the rest, if any
 };
 
