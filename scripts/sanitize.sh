@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Sanitizer run: builds the CPU extension with AddressSanitizer and UndefinedBehaviorSanitizer in
 # a copy of the tree (never touching the normal build), then runs the tests that exercise the
-# extension against it. Fails on any test failure and on any sanitizer report.
+# extension against it; then the emulated CUDA kernels' threaded modes under ThreadSanitizer
+# (step 5). Fails on any test failure and on any sanitizer report.
 #
-#   bash scripts/sanitize.sh                 # the core tests (SANITIZE_TESTS below)
-#   bash scripts/sanitize.sh tests/test_ops.py -k lstm   # any pytest arguments instead
+#   bash scripts/sanitize.sh                 # the core tests (SANITIZE_TESTS below), then TSan
+#   bash scripts/sanitize.sh tests/test_ops.py -k lstm   # any pytest arguments instead, no TSan
 #
 # Environment: SANITIZE_DIR (the copy and its build; default /tmp/fastrnn-sanitize, reused, so a
-# second run rebuilds only what changed), MAX_JOBS (build jobs, default 1), PYTHON.
+# second run rebuilds only what changed), MAX_JOBS (build jobs, default 1), PYTHON,
+# SANITIZE_THREADS=1 (the TSan step after explicit pytest arguments too). The TSan step imports
+# the checkout's own build of fastrnn (pip install -e . or setup.py build_ext --inplace first).
 #
 # How it runs under python, which is not instrumented:
 # - libasan is LD_PRELOADed (ASan's runtime must be the first library loaded), with libstdc++
@@ -37,12 +40,12 @@ LOGS="$WORK/logs"
 SANITIZE_TESTS=(tests/test_ops.py tests/test_parity.py tests/test_modules.py tests/test_cells.py
                 tests/test_convert.py tests/test_conformance.py tests/test_property.py
                 tests/test_autocast.py tests/test_cpu_dispatch.py tests/test_compile.py
-                tests/test_info.py tests/test_cuda_emulation.py)
+                tests/test_info.py tests/test_threads.py tests/test_cuda_emulation.py)
 
 # 1. A copy of the sources; cp -a keeps timestamps, so ninja rebuilds only changed files.
 mkdir -p "$SRC" "$LOGS"
 rm -f "$LOGS"/*
-for path in setup.py pyproject.toml README.md csrc fastrnn tests; do
+for path in setup.py pyproject.toml README.md csrc fastrnn tests benchmarks; do
   cp -a "$ROOT/$path" "$SRC/"
 done
 rm -f "$SRC"/fastrnn/_C*.so
@@ -81,7 +84,8 @@ build = fastrnn._C.build_info()
 assert "address" in build["sanitizers"], build
 print("sanitize: testing", fastrnn.__file__, "built by", build["compiler"])
 EOF
-if [ "$#" -eq 0 ]; then set -- "${SANITIZE_TESTS[@]}"; fi
+run_threads="${SANITIZE_THREADS:-0}"  # the TSan step: by default only after the core tests
+if [ "$#" -eq 0 ]; then set -- "${SANITIZE_TESTS[@]}"; run_threads=1; fi
 status=0
 start=$SECONDS
 "$PY" -m pytest -q -p no:cacheprovider --capture=sys "$@" 2>&1 | tee "$WORK/pytest.log" \
@@ -98,5 +102,31 @@ if [ "$reports" -gt 0 ]; then
   status=1
 else
   echo "sanitize: no ASan/UBSan reports"
+fi
+
+# 5. ThreadSanitizer, which cannot share a process with ASan, on the emulated CUDA kernels run
+# with one OS thread per CUDA thread (the threaded and cooperative modes): compute-sanitizer's
+# racecheck, on the host. Only the emulation's test extension is instrumented (rebuilt with
+# -fsanitize=thread); fastrnn is the checkout's own, uninstrumented build. Any report stops the
+# process it happens in (halt_on_error), and the log is searched for reports as well.
+if [ "$run_threads" = 1 ]; then
+  libtsan=$(${CXX:-c++} -print-file-name=libtsan.so)
+  start=$SECONDS
+  tsan_status=0
+  (cd "$ROOT" && LD_PRELOAD="$libtsan $libstdcxx" PYTHONPATH="$ROOT" \
+    TSAN_OPTIONS="halt_on_error=1:exitcode=66" FASTRNN_EMULATION_SANITIZE=thread \
+    "$PY" -m pytest -q -p no:cacheprovider --capture=sys tests/test_cuda_emulation.py \
+      -k "threaded or os_thread or cooperative or threadsanitizer" 2>&1) | tee "$WORK/pytest_tsan.log" \
+    || tsan_status=$?
+  echo "sanitize: ThreadSanitizer pass took $((SECONDS - start)) s (pytest exit $tsan_status)"
+  passed=$(grep -oE "[0-9]+ passed" "$WORK/pytest_tsan.log" | tail -1)
+  # the test that shows TSan sees a race must have run, not skipped
+  if [ "$tsan_status" -ne 0 ] || [ -z "$passed" ] || grep -q " skipped" "$WORK/pytest_tsan.log" \
+     || grep -q "^WARNING: ThreadSanitizer" "$WORK/pytest_tsan.log"; then
+    echo "sanitize: ThreadSanitizer pass failed (reports or skips above)" >&2
+    status=1
+  else
+    echo "sanitize: no ThreadSanitizer reports ($passed)"
+  fi
 fi
 exit "$status"

@@ -10,11 +10,13 @@ last error, __syncthreads with __shared__ memory, a cooperative grid barrier, an
 than 65536 x 256 threads, which wraps the grid-stride loops.
 
 The extension is built once per session (about a minute; tests/cuda_emulation/module.cpp). Under
-scripts/sanitize.sh (FASTRNN_EMULATION_SANITIZE) it is built with AddressSanitizer and UBSan:
-the analogue of compute-sanitizer's memcheck."""
+scripts/sanitize.sh (FASTRNN_EMULATION_SANITIZE) it is built with AddressSanitizer and UBSan,
+the analogue of compute-sanitizer's memcheck, and then with ThreadSanitizer for the tests of the
+threaded and cooperative modes, the analogue of its racecheck."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -274,13 +276,29 @@ OPTIONALS = {"lstm_forward": ["with_bias", "with_y"], "lstm_backward": ["with_dy
              "rnn_tanh_backward": ["with_dy"], "rnn_relu_backward": ["with_dy"]}
 
 
-def run_in_order(emu, order, kernel, dtype, rows, hidden, seed, **options):
-    emu.set_mode(order)
+@contextlib.contextmanager
+def emulation_mode(emu, mode):
+    """Launches run in `mode` inside the block; the default (forward) again after it."""
+    emu.set_mode(mode)
     try:
-        generator = torch.Generator().manual_seed(seed)
-        return KERNELS[kernel](emu, dtype, rows, hidden, generator, **options)
+        yield
     finally:
         emu.set_mode("forward")
+
+
+def run_in_child(emu, statements, **env):
+    """Runs `statements` in a child python that has imported the extension as `emu` (for what
+    stops the process it happens in); its CompletedProcess."""
+    code = (f"import sys, torch; sys.path.insert(0, {str(Path(emu.__file__).parent)!r}); "
+            f"import fastrnn_cuda_emulation as emu; {statements}")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ, **env))
+
+
+def run_in_order(emu, order, kernel, dtype, rows, hidden, seed, **options):
+    with emulation_mode(emu, order):
+        generator = torch.Generator().manual_seed(seed)
+        return KERNELS[kernel](emu, dtype, rows, hidden, generator, **options)
 
 
 @pytest.mark.parametrize("optional_off", [False, True], ids=["all", "optional_null"])
@@ -372,38 +390,43 @@ def test_launch_configuration_checked_as_the_runtime_does(emu, grid, block, shar
 def test_syncthreads_and_shared_memory_in_threaded_mode(emu, generator):
     values = torch.randn(4 * 128, generator=generator)
     out = torch.full_like(values, float("nan"))
-    emu.set_mode("threaded")
-    try:
+    with emulation_mode(emu, "threaded"):
         assert emu.run_reverse_in_block(values, out, 128) == 0
-    finally:
-        emu.set_mode("forward")
     assert torch.equal(out, values.view(4, 128).flip(1).reshape(-1))
 
 
 def test_cooperative_launch_and_its_limit(emu):
-    emu.set_mode("cooperative")
-    try:
+    with emulation_mode(emu, "cooperative"):
         buffer, out = torch.zeros(4 * 32), torch.full((4 * 32,), float("nan"))
         assert emu.run_rotate_blocks(buffer, out, 4, 32) == 0
         assert torch.equal(out, torch.arange(128.0).roll(-32))
         big = torch.zeros(9 * 32)
         assert emu.error_name(emu.run_rotate_blocks(big, big.clone(), 9, 32)) == \
             "cudaErrorCooperativeLaunchTooLarge"
-    finally:
-        emu.set_mode("forward")
 
 
-def test_sequential_syncthreads_is_refused(emu, tmp_path):
+def test_sequential_syncthreads_is_refused(emu):
     """A kernel that syncs cannot run one thread after another: the emulation stops with a
     message naming the mode it needs (in a child process: it aborts)."""
-    code = (f"import sys, torch; sys.path.insert(0, {str(Path(emu.__file__).parent)!r}); "
-            "import fastrnn_cuda_emulation as emu; "
-            "emu.run_reverse_in_block(torch.zeros(64), torch.zeros(64), 64)")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=300)
+    result = run_in_child(emu, "emu.run_reverse_in_block(torch.zeros(64), torch.zeros(64), 64)")
     assert result.returncode != 0
     assert "__syncthreads in a sequential launch: run this kernel in Mode::kThreaded" in \
         result.stderr
+
+
+@pytest.mark.skipif("thread" not in os.environ.get("FASTRNN_EMULATION_SANITIZE", ""),
+                    reason="runs in scripts/sanitize.sh's ThreadSanitizer pass")
+def test_threadsanitizer_reports_a_missing_syncthreads(emu):
+    """The racecheck analogue can fail: the block reversal of
+    test_syncthreads_and_shared_memory_in_threaded_mode (which runs clean in the same pass)
+    without its __syncthreads is a data race that ThreadSanitizer reports (in a child process:
+    a report stops it)."""
+    result = run_in_child(emu, "emu.set_mode('threaded'); emu.run_reverse_in_block("
+                          "torch.zeros(256), torch.zeros(256), 128, sync=False)",
+                          TSAN_OPTIONS="halt_on_error=1:exitcode=66")
+    assert result.returncode == 66, result.stderr[-2000:]
+    assert "WARNING: ThreadSanitizer: data race" in result.stderr
+    assert "reverse_in_block_kernel" in result.stderr
 
 
 # ---- tier 2: csrc/ops/cuda/cuda_ops.cpp over the emulated runtime and cuBLAS ----

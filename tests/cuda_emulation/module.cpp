@@ -208,11 +208,13 @@ int add(const at::Tensor& out, const at::Tensor& a, const at::Tensor& b) {
 
 // out[block][t] = in[block][blockDim - 1 - t] through shared memory: right only if every
 // thread's write lands before any thread's read (__syncthreads).
-void reverse_in_block_kernel(const float* in, float* out) {
+// With sync false, the __syncthreads is left out: a shared-memory race that ThreadSanitizer must
+// report in the threaded mode (the racecheck analogue's own test).
+void reverse_in_block_kernel(const float* in, float* out, bool sync) {
   __shared__ float tile[1024];
   const unsigned t = threadIdx.x, base = blockIdx.x * blockDim.x;
   tile[t] = in[base + t];
-  __syncthreads();
+  if (sync) __syncthreads();
   out[base + t] = tile[blockDim.x - 1 - t];
 }
 
@@ -225,9 +227,9 @@ void rotate_blocks_kernel(float* buffer, float* out) {
   out[i] = buffer[(i + blockDim.x) % (gridDim.x * blockDim.x)];
 }
 
-int run_reverse_in_block(const at::Tensor& in, const at::Tensor& out, int64_t block) {
+int run_reverse_in_block(const at::Tensor& in, const at::Tensor& out, int64_t block, bool sync) {
   emulation::launch(reverse_in_block_kernel, dim3(in.numel() / block), dim3(block), 0, nullptr,
-                    in.data_ptr<float>(), out.data_ptr<float>());
+                    in.data_ptr<float>(), out.data_ptr<float>(), sync);
   return static_cast<int>(cudaGetLastError());
 }
 
@@ -280,7 +282,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("set_shuffle_seed", [](uint64_t seed) { emulation::set_shuffle_seed(seed); });
   m.def("launches", [] { return emulation::launches(); });
   m.def("check_launch", &check_launch);
-  m.def("run_reverse_in_block", &run_reverse_in_block);
+  m.def("run_reverse_in_block", &run_reverse_in_block, pybind11::arg("in"),
+        pybind11::arg("out"), pybind11::arg("block"), pybind11::arg("sync") = true);
   m.def("run_rotate_blocks", &run_rotate_blocks);
   m.def("error_name", [](int error) {
     switch (static_cast<cudaError_t>(error)) {
