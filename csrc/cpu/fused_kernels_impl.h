@@ -5,7 +5,8 @@
 // micro-kernel accumulates an MR x NV tile of vectors, acc[r][v] = sum_k h[r, k] * panel[k][v],
 // in registers (NV = the panel's vectors of columns: gates x sub-blocks), then the cell's
 // epilogue adds x W_ih^T and the biases, applies the gate math and writes the new state and
-// outputs. MR is as large as the vector registers allow next to the NV panel vectors.
+// outputs. MR is as large as the vector registers allow next to the NV panel vectors (with
+// AVX2, next to the 2 vectors of one pass over a 4-vector panel: pass_vectors).
 //
 // A single row (batch 1) gains nothing from packing: each W_hh element is used once per step, so
 // such steps read W_hh as stored (Panels::packed false) and form each gate row's dot product
@@ -30,6 +31,19 @@ constexpr int vector_registers() {
 template <class V, int NV>
 constexpr int tile_rows() {
   return (vector_registers<V>() - NV - 2) / NV > 0 ? (vector_registers<V>() - NV - 2) / NV : 1;
+}
+
+// Vectors of columns the micro-kernel takes in one pass over a panel of NV vectors. With AVX2's 16
+// registers a tile of all 4 vectors of an LSTM or RNN panel has room for 2 rows only: 4 panel
+// loads per 8 FMAs, which is L2's whole bandwidth once the panel (32 KB at inner 256) no longer
+// stays in L1 beside the rows of h; two passes of 2 vectors over tiles of 6 rows load a third as
+// much per FMA (measured on Zen 4, AVX2: see docs/benchmarks.md, "AVX2 micro-kernel"). A GRU
+// panel's 3 vectors stay one pass of 3 rows: passes of 2 and 1 over 6 rows measured no faster
+// (the 1-vector pass has too few independent FMA chains). With AVX-512's 32 registers, one pass
+// (tiles of 6 rows of 4 vectors).
+template <class V, int NV>
+constexpr int pass_vectors() {
+  return vector_registers<V>() == 16 && NV >= 4 ? 2 : NV;
 }
 
 // acc[r][v] = sum over k < inner of a[r * lda + k] * b[k * ldb + v * W .. + W), the last of the
@@ -87,15 +101,42 @@ inline void for_each_tile(int64_t rows, Body&& body) {
   }
 }
 
+// acc = a [TR, inner] times the NV vectors of columns of b (ldb apart), in passes of P vectors
+// (the last vector holding `last` lanes), each pass's sums moved to acc (kept in memory by the
+// compiler when they outnumber the registers).
+template <class V, int TR, int NV, int P, class T>
+inline void accumulate_in_passes(const T* a, int64_t lda, const T* b, int64_t ldb, int64_t inner,
+                                 int last, V (&acc)[TR][NV]) {
+  if constexpr (P >= NV) {
+    accumulate_tile<V, TR, NV>(a, lda, b, ldb, inner, last, acc);
+  } else {
+    [&]<int... Pass>(std::integer_sequence<int, Pass...>) {
+      (
+          [&] {
+            constexpr int first = Pass * P, width = std::min(P, NV - first);
+            V part[TR][width];
+            accumulate_tile<V, TR, width>(a, lda, b + first * V::kWidth, ldb, inner,
+                                          first + width == NV ? last : V::kWidth, part);
+#pragma GCC unroll 16
+            for (int r = 0; r < TR; ++r) {
+#pragma GCC unroll 4
+              for (int v = 0; v < width; ++v) acc[r][first + v] = part[r][v];
+            }
+          }(),
+          ...);
+    }(std::make_integer_sequence<int, (NV + P - 1) / P>{});
+  }
+}
+
 // h_prev [rows, inner] times one packed panel, tile by tile of rows, handing each tile's
 // finished sums to epilogue.template operator()<mr>(r0, acc).
 template <class V, int NV, class T, class Epilogue>
 inline void panel_product(Rows<const T> h_prev, int64_t rows, const T* panel, int64_t inner,
                           Epilogue&& epilogue) {
-  for_each_tile<tile_rows<V, NV>()>(rows, [&]<int TR>(int64_t r0) {
+  for_each_tile<tile_rows<V, pass_vectors<V, NV>()>()>(rows, [&]<int TR>(int64_t r0) {
     V acc[TR][NV];
-    accumulate_tile<V, TR, NV>(h_prev.row(r0), h_prev.ld, panel, NV * V::kWidth, inner,
-                               V::kWidth, acc);
+    accumulate_in_passes<V, TR, NV, pass_vectors<V, NV>()>(h_prev.row(r0), h_prev.ld, panel,
+                                                           NV * V::kWidth, inner, V::kWidth, acc);
     epilogue.template operator()<TR>(r0, acc);
   });
 }
@@ -482,7 +523,7 @@ void hidden_grad(const HiddenGradStep<T>& g) {
     // Full vectors, then the lanes of the last one (a narrower tile reads no column past end).
     auto tile = [&]<int NVT>() {
       const int last = static_cast<int>(width - (NVT - 1) * V::kWidth);
-      for_each_tile<tile_rows<V, NV>()>(g.rows, [&]<int TR>(int64_t r0) {
+      for_each_tile<tile_rows<V, pass_vectors<V, NV>()>()>(g.rows, [&]<int TR>(int64_t r0) {
         V acc[TR][NVT];
 #ifdef FASTRNN_BF16_PRODUCTS
         if constexpr (std::is_same_v<V, VecF>) {
@@ -496,8 +537,8 @@ void hidden_grad(const HiddenGradStep<T>& g) {
           }
         } else
 #endif
-        accumulate_tile<V, TR, NVT>(g.dgates.row(r0), g.dgates.ld, g.w + c, g.ldw, g.inner, last,
-                                    acc);
+        accumulate_in_passes<V, TR, NVT, pass_vectors<V, NV>()>(g.dgates.row(r0), g.dgates.ld,
+                                                                g.w + c, g.ldw, g.inner, last, acc);
 #pragma GCC unroll 16
         for (int r = 0; r < TR; ++r) {
           T* out = g.dh.row(r0 + r) + c;
