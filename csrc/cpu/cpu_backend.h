@@ -560,6 +560,14 @@ class CpuBackend {
   // kMinFlopsPerThreadInSequence (a claim costs tens of nanoseconds), and never fewer than one
   // a thread (threads_for gives each thread an item or more).
   static constexpr int64_t kChunksPerThread = 4;
+  static int64_t chunks_for(int threads, int64_t items, int64_t flops_per_item) {
+    return clamp_chunks(threads, items, items * flops_per_item / kMinFlopsPerThreadInSequence);
+  }
+  // `wanted` chunks of `items`, within [threads, min(items, threads * kChunksPerThread)].
+  static int64_t clamp_chunks(int threads, int64_t items, int64_t wanted) {
+    const int64_t most = std::min<int64_t>(items, threads * kChunksPerThread);
+    return std::max<int64_t>(threads, std::min(wanted, most));
+  }
 
   // body(begin, end) over [0, items) in chunks of `grain` items or more, on the step loops'
   // threads (run_stages: a descheduled thread's chunks are taken over).
@@ -570,15 +578,10 @@ class CpuBackend {
     const int threads = at::in_parallel_region()
                             ? 1
                             : static_cast<int>(std::min<int64_t>(at::get_num_threads(), most));
-    const int64_t chunks = std::max<int64_t>(threads, std::min(most, threads * kChunksPerThread));
+    const int64_t chunks = clamp_chunks(threads, most, most);
     run_stages(threads, 1, chunks, [&](int64_t, int64_t chunk) {
       body(items * chunk / chunks, items * (chunk + 1) / chunks);
     });
-  }
-  static int64_t chunks_for(int threads, int64_t items, int64_t flops_per_item) {
-    const int64_t by_work = items * flops_per_item / kMinFlopsPerThreadInSequence;
-    const int64_t most = std::min<int64_t>(items, threads * kChunksPerThread);
-    return std::max<int64_t>(threads, std::min(by_work, most));
   }
 
   const StepKernels<T>& kernels_ = step_kernels<T>();

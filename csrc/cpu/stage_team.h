@@ -72,6 +72,16 @@ inline void futex_wake(std::atomic<uint32_t>& word, int count) {
 #endif
 }
 
+// Sleeps while `word` holds `seen`, for at most timeout_ns (0: no limit), counted in `sleepers`
+// for the waker, which calls futex_wake only when the count is above zero: the count goes up
+// before `word` is read again, so a waker that stores to `word` after that read sees the count.
+inline void sleep_while(std::atomic<uint32_t>& word, uint32_t seen, std::atomic<int>& sleepers,
+                        int64_t timeout_ns) {
+  sleepers.fetch_add(1, std::memory_order_seq_cst);
+  if (word.load(std::memory_order_seq_cst) == seen) futex_wait(word, seen, timeout_ns);
+  sleepers.fetch_sub(1, std::memory_order_relaxed);
+}
+
 inline int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
@@ -141,9 +151,7 @@ class StageTeam {
   // early, standing down).
   void wait_all(int64_t stages) {
     for (uint32_t seen; (seen = completed_.load(std::memory_order_acquire)) < stages;) {
-      sleepers_.fetch_add(1, std::memory_order_seq_cst);
-      if (completed_.load(std::memory_order_seq_cst) == seen) futex_wait(completed_, seen, 0);
-      sleepers_.fetch_sub(1, std::memory_order_relaxed);
+      sleep_while(completed_, seen, sleepers_, 0);
     }
   }
 
@@ -213,11 +221,7 @@ class StageTeam {
         int nobody = kNobody;
         leader_.compare_exchange_strong(nobody, id, std::memory_order_relaxed);
       }
-      sleepers_.fetch_add(1, std::memory_order_seq_cst);
-      if (completed_.load(std::memory_order_seq_cst) == seen) {
-        futex_wait(completed_, seen, left > 0 ? left : 0);
-      }
-      sleepers_.fetch_sub(1, std::memory_order_relaxed);
+      sleep_while(completed_, seen, sleepers_, left > 0 ? left : 0);
     }
   }
 

@@ -89,9 +89,7 @@ class Pool {
         now = epoch_.load(std::memory_order_acquire);
       }
       while (now == seen) {
-        sleepers_.fetch_add(1, std::memory_order_seq_cst);
-        if (epoch_.load(std::memory_order_seq_cst) == seen) futex_wait(epoch_, seen, 0);
-        sleepers_.fetch_sub(1, std::memory_order_relaxed);
+        sleep_while(epoch_, seen, sleepers_, 0);
         now = epoch_.load(std::memory_order_acquire);
       }
       seen = now;
@@ -152,26 +150,22 @@ const char* team_backend() { return use_pool() ? "pool" : "openmp"; }
 
 void run_stages(int threads, int64_t stages, int64_t chunks,
                 c10::function_ref<void(int64_t, int64_t)> body) {
-  if (threads <= 1 || stages == 0) {
+  // One thread, or the pool serving another call: this one runs alone, on the calling thread.
+  if (threads <= 1 || stages == 0 || (use_pool() && !pool().try_acquire())) {
     for (int64_t stage = 0; stage < stages; ++stage) {
       for (int64_t chunk = 0; chunk < chunks; ++chunk) body(stage, chunk);
     }
     return;
   }
-  if (use_pool() && pool().try_acquire()) {
+  if (use_pool()) {  // acquired above
     auto job = std::make_shared<Job>(threads, stages, chunks, body);
     run_on_pool(pool(), job, threads, stages);
     if (job->error) std::rethrow_exception(job->error);
     return;
   }
-  // OpenMP; or the pool serving another call: this one runs alone
-  Job job(use_pool() ? 1 : threads, stages, chunks, body);
-  if (use_pool()) {
-    job.run(0);
-  } else {
+  Job job(threads, stages, chunks, body);
 #pragma omp parallel num_threads(threads)
-    job.run(omp_get_thread_num());
-  }
+  job.run(omp_get_thread_num());
   if (job.error) std::rethrow_exception(job.error);
 }
 
