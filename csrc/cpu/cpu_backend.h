@@ -118,9 +118,7 @@ class CpuBackend {
                         rows, cols, out, accumulate);
   }
 
-  void step(const LstmForwardStep<T>& s) const { run(kernels_.lstm_forward, s); }
   void step(const LstmBackwardStep<T>& s) const { run(kernels_.lstm_backward, s); }
-  void step(const GruForwardStep<T>& s) const { run(kernels_.gru_forward, s); }
   void step(const GruBackwardStep<T>& s) const { run(kernels_.gru_backward, s); }
 
   // ---- forward steps: the recurrent GEMM fused with the gate math (fused_kernels_impl.h) ----
@@ -498,10 +496,6 @@ class CpuBackend {
     });
   }
 
-  template <CellKind kCell>
-  void rnn_step(const RnnForwardStep<T>& s) const {
-    run(kCell == CellKind::kRnnTanh ? kernels_.rnn_tanh_forward : kernels_.rnn_relu_forward, s);
-  }
   template <CellKind kCell>
   void rnn_step(const RnnBackwardStep<T>& s) const {
     run(kCell == CellKind::kRnnTanh ? kernels_.rnn_tanh_backward : kernels_.rnn_relu_backward, s);

@@ -74,10 +74,11 @@ struct StepInput {
   const uint16_t* w_ih_bf16 = nullptr;  // as stored, in bfloat16 (see Panels::stored_bf16)
 };
 
-// One forward step over the panels [panel_begin, panel_end) (a thread's share): `step` as for
-// the unfused kernels, except that its gates (pre) rows hold only x W_ih^T (or nothing yet, when
-// `input` says the kernel computes it first); h_prev [rows, P]. `save`: also write what backward
-// needs (LSTM and GRU: the workspace rows `step.gates` points to).
+// One forward step over the panels [panel_begin, panel_end) (a thread's share): `step` as
+// fastrnn/steps.h describes it for the cell (the CUDA kernels' contract), except that its gates
+// (pre) rows hold only x W_ih^T (or nothing yet, when `input` says the kernel computes it first),
+// the kernel adding h_prev W_hh^T itself (the GRU's `hh` is not read); h_prev [rows, P]. `save`:
+// also write what backward needs (LSTM and GRU: the workspace rows `step.gates` points to).
 template <class Step, class T>
 struct FusedForwardStep {
   Step step;
@@ -115,13 +116,9 @@ enum class Activation { kSigmoid, kTanh, kRelu };
 
 template <class T>
 struct StepKernels {
-  void (*lstm_forward)(const LstmForwardStep<T>&);
   void (*lstm_backward)(const LstmBackwardStep<T>&);
-  void (*gru_forward)(const GruForwardStep<T>&);
   void (*gru_backward)(const GruBackwardStep<T>&);
-  void (*rnn_tanh_forward)(const RnnForwardStep<T>&);
   void (*rnn_tanh_backward)(const RnnBackwardStep<T>&);
-  void (*rnn_relu_forward)(const RnnForwardStep<T>&);
   void (*rnn_relu_backward)(const RnnBackwardStep<T>&);
   void (*activation)(Activation kind, const T* in, T* out, int64_t n);
   // The core's FMA peak: a register-only loop of FMAs in this instruction set; returns the

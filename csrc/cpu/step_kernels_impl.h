@@ -3,8 +3,10 @@
 // FASTRNN_ISA naming the namespace to define them in; cell_math.h is included here, in the
 // region, so the cell math is compiled for that instruction set too (see cell_math.h).
 //
-// Loops: rows outer, units inner in blocks of V::kWidth (the last block masked). Each unit's
-// gates are read from their H-strided blocks, combined in registers and written once.
+// Here: the backward pointwise steps (the forward steps are fused with their recurrent product:
+// fused_kernels_impl.h), the activations and the FMA peak loop. Loops: rows outer, units inner
+// in blocks of V::kWidth (the last block masked). Each unit's gates are read from their
+// H-strided blocks, combined in registers and written once.
 
 #ifndef FASTRNN_ISA
 #error "define FASTRNN_ISA (the instruction-set namespace) before including step_kernels_impl.h"
@@ -31,34 +33,6 @@ inline V load_or_zero(const T* p, int n) {
 template <class V, class T>
 inline V biases(const T* b_ih, const T* b_hh, int64_t j, int n) {
   return load_or_zero<V>(b_ih ? b_ih + j : nullptr, n) + load_or_zero<V>(b_hh ? b_hh + j : nullptr, n);
-}
-
-template <class V, class T>
-void lstm_forward(const LstmForwardStep<T>& s) {
-  const int64_t H = s.hidden;
-  for (int64_t r = 0; r < s.rows; ++r) {
-    T* gates = s.gates.row(r);
-    T* c = s.c.row(r);
-    T* h = s.h.row(r);
-    T* c_saved = s.c_saved ? s.c_saved.row(r) : nullptr;
-    T* y = s.y ? s.y.row(r) : nullptr;
-    for_each_block<V>(H, [&](int64_t j, int n) {
-      V i = V::load(gates + j, n) + biases<V>(s.b_ih, s.b_hh, j, n);
-      V f = V::load(gates + H + j, n) + biases<V>(s.b_ih, s.b_hh, H + j, n);
-      V g = V::load(gates + 2 * H + j, n) + biases<V>(s.b_ih, s.b_hh, 2 * H + j, n);
-      V o = V::load(gates + 3 * H + j, n) + biases<V>(s.b_ih, s.b_hh, 3 * H + j, n);
-      V c_new, h_new;
-      cell::lstm_forward(i, f, g, o, V::load(c + j, n), c_new, h_new);
-      i.store(gates + j, n);
-      f.store(gates + H + j, n);
-      g.store(gates + 2 * H + j, n);
-      o.store(gates + 3 * H + j, n);
-      c_new.store(c + j, n);
-      if (c_saved) c_new.store(c_saved + j, n);
-      h_new.store(h + j, n);
-      if (y) h_new.store(y + j, n);
-    });
-  }
 }
 
 // The hidden units a backward step covers (see LstmBackwardStep::units).
@@ -97,37 +71,6 @@ void lstm_backward(const LstmBackwardStep<T>& s) {
 }
 
 template <class V, class T>
-void gru_forward(const GruForwardStep<T>& s) {
-  const int64_t H = s.hidden;
-  auto bias = [&](const T* b, int64_t offset, int n) {
-    return load_or_zero<V>(b ? b + offset : nullptr, n);
-  };
-  for (int64_t r = 0; r < s.rows; ++r) {
-    T* gates = s.gates.row(r);
-    const T* hh = s.hh.row(r);
-    const T* h_prev = s.h_prev.row(r);
-    T* h = s.h.row(r);
-    T* y = s.y ? s.y.row(r) : nullptr;
-    for_each_block<V>(H, [&](int64_t j, int n) {
-      const V x_r = V::load(gates + j, n) + bias(s.b_ih, j, n);
-      const V x_z = V::load(gates + H + j, n) + bias(s.b_ih, H + j, n);
-      const V x_n = V::load(gates + 2 * H + j, n) + bias(s.b_ih, 2 * H + j, n);
-      const V h_r = V::load(hh + j, n) + bias(s.b_hh, j, n);
-      const V h_z = V::load(hh + H + j, n) + bias(s.b_hh, H + j, n);
-      const V h_n = V::load(hh + 2 * H + j, n) + bias(s.b_hh, 2 * H + j, n);
-      V rg, z, ng, h_new;
-      cell::gru_forward(x_r, x_z, x_n, h_r, h_z, h_n, V::load(h_prev + j, n), rg, z, ng, h_new);
-      rg.store(gates + j, n);
-      z.store(gates + H + j, n);
-      ng.store(gates + 2 * H + j, n);
-      h_n.store(gates + 3 * H + j, n);
-      h_new.store(h + j, n);
-      if (y) h_new.store(y + j, n);
-    });
-  }
-}
-
-template <class V, class T>
 void gru_backward(const GruBackwardStep<T>& s) {
   const int64_t H = s.hidden;
   for (int64_t r = 0; r < s.rows; ++r) {
@@ -150,20 +93,6 @@ void gru_backward(const GruBackwardStep<T>& s) {
       dz.store(d_hh + H + j, n);
       dh_n.store(d_hh + 2 * H + j, n);
       dh_prev.store(dh + j, n);
-    });
-  }
-}
-
-template <class Activation, class V, class T>
-void rnn_forward(const RnnForwardStep<T>& s) {
-  for (int64_t r = 0; r < s.rows; ++r) {
-    const T* pre = s.pre.row(r);
-    T* h = s.h.row(r);
-    T* y = s.y ? s.y.row(r) : nullptr;
-    for_each_block<V>(s.hidden, [&](int64_t j, int n) {
-      const V out = Activation::forward(V::load(pre + j, n) + biases<V>(s.b_ih, s.b_hh, j, n));
-      out.store(h + j, n);
-      if (y) out.store(y + j, n);
     });
   }
 }
@@ -227,13 +156,9 @@ namespace fastrnn::cpu::FASTRNN_ISA {
 template <class V, class T>
 StepKernels<T> make_step_kernels() {
   StepKernels<T> k;
-  k.lstm_forward = &lstm_forward<V, T>;
   k.lstm_backward = &lstm_backward<V, T>;
-  k.gru_forward = &gru_forward<V, T>;
   k.gru_backward = &gru_backward<V, T>;
-  k.rnn_tanh_forward = &rnn_forward<cell::TanhActivation, V, T>;
   k.rnn_tanh_backward = &rnn_backward<cell::TanhActivation, V, T>;
-  k.rnn_relu_forward = &rnn_forward<cell::ReluActivation, V, T>;
   k.rnn_relu_backward = &rnn_backward<cell::ReluActivation, V, T>;
   k.activation = &activation<V, T>;
   k.fma_loop = &fma_loop<V, T>;

@@ -20,7 +20,10 @@
 //     void widen_rows(const c10::BFloat16* src, int64_t src_ld, A* dst, int64_t dst_ld,
 //                     int64_t rows, int64_t cols) const;
 //     void sum_rows(const T* matrix, int64_t rows, int64_t cols, T* out, bool accumulate) const;
-//     void step(const <Cell>Step<T, A>& step) const;        // the LSTM and GRU step kernels
+//     // The LSTM and GRU step kernels, and the RNN's: backward steps, and forward steps where
+//     // forward_step runs gemm_then_step (a backend whose forward steps are fused, the CPU's,
+//     // has the backward ones only).
+//     void step(const <Cell>Step<T, A>& step) const;
 //     template <CellKind> void rnn_step(const Rnn<Forward|Backward>Step<T, A>&) const;
 //     // The recurrent product of a forward step and its step kernel (gemm_then_step below,
 //     // or fused), with whatever prepare_forward made of the weights once per call of `steps`
