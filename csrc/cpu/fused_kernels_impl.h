@@ -37,10 +37,11 @@ constexpr int tile_rows() {
 // registers a tile of all 4 vectors of an LSTM or RNN panel has room for 2 rows only: 4 panel
 // loads per 8 FMAs, which is L2's whole bandwidth once the panel (32 KB at inner 256) no longer
 // stays in L1 beside the rows of h; two passes of 2 vectors over tiles of 6 rows load a third as
-// much per FMA (measured on Zen 4, AVX2: see docs/benchmarks.md, "AVX2 micro-kernel"). A GRU
-// panel's 3 vectors stay one pass of 3 rows: passes of 2 and 1 over 6 rows measured no faster
-// (the 1-vector pass has too few independent FMA chains). With AVX-512's 32 registers, one pass
-// (tiles of 6 rows of 4 vectors).
+// much per FMA. A GRU panel's 3 vectors stay one pass of 3 rows: passes of 2 and 1 over 6 rows
+// measured no faster (the 1-vector pass has too few independent FMA chains). With AVX-512's 32
+// registers, one pass (tiles of 6 rows of 4 vectors). Measured on Zen 4, AVX2: docs/benchmarks.md,
+// "Decisions and where they were measured"; full tables: git show 74b4e99:docs/benchmarks.md,
+// "AVX2 micro-kernel".
 template <class V, int NV>
 constexpr int pass_vectors() {
   return vector_registers<V>() == 16 && NV >= 4 ? 2 : NV;

@@ -20,6 +20,7 @@
 // thread that waits for a stage much longer than its own chunks take (StageTeam::patience) has
 // seen such a stall, and takes the rest of the call on itself: the other threads finish the
 // chunk they hold and stop claiming. Measured with one of two cores busy: docs/benchmarks.md,
+// "Decisions and where they were measured"; full tables: git show 74b4e99:docs/benchmarks.md,
 // "Busy cores".
 #pragma once
 
@@ -246,7 +247,8 @@ class StageTeam {
 //    when OpenMP regions (MKL's GEMMs in backward, torch's operators) run between the step
 //    loops: torch's OpenMP threads then spin for milliseconds beside the helpers. One call at
 //    a time uses the pool; another that arrives meanwhile runs on its own thread.
-// Numbers: docs/benchmarks.md, "Busy cores".
+// Numbers: docs/benchmarks.md, "Decisions and where they were measured"; full tables:
+// git show 74b4e99:docs/benchmarks.md, "Busy cores".
 void run_stages(int threads, int64_t stages, int64_t chunks,
                 c10::function_ref<void(int64_t, int64_t)> body);
 
