@@ -116,8 +116,8 @@ if [ "$run_threads" = 1 ]; then
   (cd "$ROOT" && LD_PRELOAD="$libtsan $libstdcxx" PYTHONPATH="$ROOT" \
     TSAN_OPTIONS="halt_on_error=1:exitcode=66" FASTRNN_EMULATION_SANITIZE=thread \
     "$PY" -m pytest -q -p no:cacheprovider --capture=sys tests/test_cuda_emulation.py \
-      -k "threaded or os_thread or cooperative or threadsanitizer" 2>&1) | tee "$WORK/pytest_tsan.log" \
-    || tsan_status=$?
+      -k "threaded or os_thread or cooperative or threadsanitizer" 2>&1) \
+    | tee "$WORK/pytest_tsan.log" || tsan_status=$?
   echo "sanitize: ThreadSanitizer pass took $((SECONDS - start)) s (pytest exit $tsan_status)"
   passed=$(grep -oE "[0-9]+ passed" "$WORK/pytest_tsan.log" | tail -1)
   # the test that shows TSan sees a race must have run, not skipped

@@ -106,11 +106,30 @@ def test_threads_times_one_and_many_threads(capsys):
             if line.startswith("| smoke")]
     assert len(rows) == 6  # 3 cells x inference, training
     for *_, one, many, speedup in rows:
-        one, many = float(one), float(many)
-        assert one > 0 and many > 0
-        # The times are printed to 0.001 ms (the smoke shapes take about 0.01 ms, so that alone
-        # moves their ratio by several percent) and the speedup to 0.01: the speedup must lie
-        # within what the rounded times allow.
-        low = (one - 0.0005) / (many + 0.0005) - 0.005
-        high = (one + 0.0005) / max(many - 0.0005, 1e-9) + 0.005
-        assert low <= float(speedup.strip().rstrip("x")) <= high
+        check_printed_ratio(one, many, speedup)
+
+
+def check_printed_ratio(numerator: str, denominator: str, ratio: str) -> None:
+    """Two printed times (ms) and their printed ratio. The times are printed to 0.001 ms (the
+    smoke shapes take about 0.01 ms, so that alone moves their ratio by several percent) and the
+    ratio to 0.01: the ratio must lie within what the rounded times allow."""
+    top, bottom = float(numerator), float(denominator)
+    assert top > 0 and bottom > 0
+    low = (top - 0.0005) / (bottom + 0.0005) - 0.005
+    high = (top + 0.0005) / max(bottom - 0.0005, 1e-9) + 0.005
+    assert low <= float(ratio.strip().rstrip("x")) <= high
+
+
+def test_after_peer_times_each_condition(capsys):
+    from benchmarks import after_peer
+
+    after_peer.main(["--cells", "LSTM", "RNN", "--modes", "inference", "training", "--steps", "2",
+                     "--batch", "2", "--hidden", "8", "--rounds", "2"])
+    rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| LSTM") or line.startswith("| RNN")]
+    conditions = ["own", "onnxruntime", "torch.mm"]  # onnxruntime: the README's commands install it
+    assert [(r[0].strip(), r[1].strip(), r[2].strip()) for r in rows] == [
+        (cell, mode, condition) for cell in ("LSTM", "RNN") for mode in ("inference", "training")
+        for condition in conditions]
+    for *_, ours, theirs, ratio in rows:
+        check_printed_ratio(theirs, ours, ratio)

@@ -254,7 +254,9 @@ void check_float_matches_double(const std::string& isa, const StepKernels<float>
         }
         const Inputs gru = random_inputs(rng, CellKind::kGru, rows, H, H);
         GruOut ga = gru_forward(f, layout, gru), gb = gru_forward(d, layout, gru);
-        for (size_t i = 0; i < gb.h.size(); ++i) expect_close(tag + " gru h", ga.h[i], gb.h[i], 1e-5);
+        for (size_t i = 0; i < gb.h.size(); ++i) {
+          expect_close(tag + " gru h", ga.h[i], gb.h[i], 1e-5);
+        }
         for (size_t i = 0; i < gb.gates.size(); ++i) {
           expect_close(tag + " gru gates", ga.gates[i], gb.gates[i], 1e-5);
         }
