@@ -9,7 +9,7 @@ from torch import nn
 
 import fastrnn
 
-from utils import TOLERANCES, assert_same_error, randn
+from utils import assert_same_error, randn, tolerances
 
 # CI reruns these under each lower FASTRNN_CPU_ISA (.ci/run).
 pytestmark = pytest.mark.kernels
@@ -54,7 +54,7 @@ def test_cell_matches_torch(name, bias, with_state, batched, dtype, generator):
     hx = [randn(generator, *lead, HIDDEN, dtype=dtype) for _ in range(n_states)] if with_state else None
     grads_out = [randn(generator, *lead, HIDDEN, dtype=dtype) for _ in range(n_states)]
     for actual, expected in zip(run_cell(fast, x, hx, grads_out), run_cell(reference, x, hx, grads_out)):
-        torch.testing.assert_close(actual, expected, **TOLERANCES[dtype])
+        torch.testing.assert_close(actual, expected, **tolerances(dtype, expected))
 
 
 @pytest.mark.parametrize("batched", [True, False], ids=["batched", "unbatched"])
@@ -83,7 +83,7 @@ def test_zero_width_cells_match_torch(name, sizes, bias, with_state, batched, ge
     actual, expected = run_cell(fast, x, hx, grads_out), run_cell(reference, x, hx, grads_out)
     assert [t.shape for t in actual] == [t.shape for t in expected]
     for a, e in zip(actual, expected):
-        torch.testing.assert_close(a, e, **TOLERANCES[torch.float64])
+        torch.testing.assert_close(a, e, **tolerances(torch.float64, e))
 
 
 @pytest.mark.parametrize("with_state", [True, False], ids=["hx", "no_hx"])
@@ -105,7 +105,7 @@ def test_cell_double_backward_matches_torch(name, with_state, generator):
         return [*first, *torch.autograd.grad(sum((g * g).sum() for g in first), wrt)]
 
     for actual, expected in zip(run(fast), run(reference)):
-        torch.testing.assert_close(actual, expected, **TOLERANCES[torch.float64])
+        torch.testing.assert_close(actual, expected, **tolerances(torch.float64, expected))
 
 
 @pytest.mark.parametrize("name", list(CELLS))

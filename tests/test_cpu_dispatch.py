@@ -54,6 +54,28 @@ def test_vector_math_special_values(isa, activation):
             activation == "relu"
 
 
+@pytest.mark.parametrize("isa", SUPPORTED)
+@pytest.mark.parametrize("trans_a", [False, True], ids=["A", "At"])
+def test_tiled_gemm_matches_matmul(isa, trans_a):
+    """Backward's input and weight gradients run this GEMM: every tile height (1..6 rows and the
+    6-row tiles' splits), every masked column tail, blocks of 48 x 64 and inner stretches of 128
+    (and an empty one), strided operands, and accumulation into C, against float64 matmul."""
+    torch.manual_seed(0)
+    shapes = [(1, 1, 1), (5, 17, 3), (6, 16, 7), (7, 15, 1), (13, 33, 256), (49, 65, 257),
+              (100, 130, 600), (97, 64, 0), (2, 200, 40), (300, 3, 9)]
+    for m, n, k in shapes:
+        a = torch.randn(k + 3, m + 5)[:k, 2:m + 2] if trans_a else torch.randn(m, k + 4)[:, 1:k + 1]
+        b = torch.randn(k, n + 2)[:, :n]
+        op_a = (a.t() if trans_a else a).double()
+        expected = op_a @ b.double()
+        actual = _C.cpu_tiled_gemm(isa, a, trans_a, b)
+        tol = 2e-6 * max(k, 1) ** 0.5
+        torch.testing.assert_close(actual.double(), expected, rtol=tol, atol=tol)
+        c = torch.randn(m, n)
+        actual = _C.cpu_tiled_gemm(isa, a, trans_a, b, c)
+        torch.testing.assert_close(actual.double(), expected + c.double(), rtol=tol, atol=tol)
+
+
 def test_unsupported_isa_is_refused():
     if "avx512" in SUPPORTED:
         pytest.skip("this CPU supports every instruction set")
@@ -95,8 +117,8 @@ PARITY_SCRIPT = textwrap.dedent("""
 
 
 @pytest.mark.parametrize("env", [{"FASTRNN_CPU_ISA": isa} for isa in SUPPORTED] +
-                         [{"FASTRNN_CPU_BLAS": "aten"}],
-                         ids=[f"isa={isa}" for isa in SUPPORTED] + ["gemm=aten"])
+                         [{"FASTRNN_CPU_BLAS": "aten"}, {"FASTRNN_CPU_GEMM": "blas"}],
+                         ids=[f"isa={isa}" for isa in SUPPORTED] + ["gemm=aten", "tiled=off"])
 def test_parity_under_each_cpu_path(env):
     result = subprocess.run([sys.executable, "-c", PARITY_SCRIPT], env={**os.environ, **env},
                             capture_output=True, text=True, timeout=300)

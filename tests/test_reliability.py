@@ -22,7 +22,8 @@ from torch import nn
 from torch.nn import Parameter
 
 import fastrnn
-from utils import MODES, TOLERANCES, flatten_state, make_pair, randn, run_with_grads
+from utils import (MODES, TOLERANCES, flatten_state, make_pair, randn, run_with_grads,
+                   tolerances)
 
 # CI reruns these under each lower FASTRNN_CPU_ISA (.ci/run).
 pytestmark = pytest.mark.kernels
@@ -46,7 +47,7 @@ def _grads_for(reference, generator, input, hx):
 def _assert_same(actual: dict, expected: dict, dtype, equal_nan=False) -> None:
     assert actual.keys() == expected.keys()
     for key in expected:
-        torch.testing.assert_close(actual[key], expected[key], **TOLERANCES[dtype],
+        torch.testing.assert_close(actual[key], expected[key], **tolerances(dtype, expected[key]),
                                    equal_nan=equal_nan, msg=lambda m, key=key: f"{key}: {m}")
 
 
@@ -88,7 +89,7 @@ def test_nan_and_inf_propagate_like_torch(mode, where, dtype, generator):
     with torch.no_grad():  # the C++ inference fast path
         out_fast, _ = fast(x, hx)
         out_ref, _ = reference(x, hx)
-    torch.testing.assert_close(out_fast, out_ref, **TOLERANCES[dtype], equal_nan=True)
+    torch.testing.assert_close(out_fast, out_ref, **tolerances(dtype, out_ref), equal_nan=True)
 
 
 @pytest.mark.parametrize("name", CELLS)
@@ -101,7 +102,7 @@ def test_cells_propagate_nan_and_inf_like_torch(name, generator):
     x = x.double()
     expected, actual = reference(x), fast(x)
     for a, e in zip(flatten_state(actual), flatten_state(expected)):
-        torch.testing.assert_close(a, e, equal_nan=True, **TOLERANCES[torch.float64])
+        torch.testing.assert_close(a, e, equal_nan=True, **tolerances(torch.float64, e))
 
 
 # ---- strides ----
@@ -138,7 +139,8 @@ def test_strided_inputs_states_and_weights_match_torch(mode, kind, generator):
     actual = run_with_grads(fast, x, hx, grad_output, grad_state)
     _assert_same(actual, expected, dtype)
     with torch.no_grad():
-        torch.testing.assert_close(fast(x, hx)[0], expected["output"], **TOLERANCES[dtype])
+        torch.testing.assert_close(fast(x, hx)[0], expected["output"],
+                                   **tolerances(dtype, expected["output"]))
     # batch_first input that is a transposed time-major tensor, and a [::2] time slice.
     reference.batch_first = fast.batch_first = True
     long = randn(generator, 10, 3, 4, dtype=dtype)
@@ -160,7 +162,7 @@ def test_cells_take_strided_input_states_and_weights(name, generator):
     hx = (h, _strided(randn(generator, 3, 5, dtype=torch.float64), "every-other")) \
         if name == "LSTMCell" else h
     for a, e in zip(flatten_state(fast(x, hx)), flatten_state(reference(x, hx))):
-        torch.testing.assert_close(a, e, **TOLERANCES[torch.float64])
+        torch.testing.assert_close(a, e, **tolerances(torch.float64, e))
 
 
 # ---- devices and dtypes ----
@@ -388,7 +390,7 @@ def test_concurrent_calls_match_sequential(mode, grad, generator):
     for i in range(count):
         for run in results[i]:
             for a, e in zip(run, sequential[i]):
-                torch.testing.assert_close(a, e, **TOLERANCES[dtype])
+                torch.testing.assert_close(a, e, **tolerances(dtype, e))
 
 
 def test_modules_and_ops_hold_no_state_between_calls(generator):

@@ -22,6 +22,21 @@ FASTRNN_PARENT = str(Path(fastrnn.__file__).resolve().parents[1])
 TOLERANCES = {torch.float64: dict(rtol=1e-10, atol=1e-10), torch.float32: dict(rtol=1e-5, atol=1e-5)}
 
 
+def tolerances(dtype, expected: Tensor) -> dict[str, float]:
+    """TOLERANCES[dtype] with atol scaled by the expected tensor's magnitude (at least 1), as the
+    half-precision rule scales its 1e-3: "relative" is relative to the tensor, not to each
+    element. A weight gradient's element is a sum over every row of the sequence, and near-zero
+    elements of a large sum carry the rounding of its large terms: any summation order other than
+    torch's own (fastrnn's per-chunk sums, its micro-kernel's GEMMs) leaves such an element up to
+    a few 1e-5 from torch.nn's at T*B of a few thousand rows, while the tensor-relative error
+    stays below 1e-6 (git show 74b4e99:docs/benchmarks.md, "Tried and reverted: backward's GEMMs
+    on fastrnn's micro-kernel", and the commit that brought this rule)."""
+    base = TOLERANCES[dtype]
+    finite = expected.detach().abs().nan_to_num(0.0, 0.0, 0.0)
+    scale = max(1.0, finite.max().item()) if finite.numel() else 1.0
+    return dict(rtol=base["rtol"], atol=base["atol"] * scale)
+
+
 def make_pair(mode: str, *args, **kwargs) -> tuple[nn.Module, nn.Module]:
     """A torch.nn module and its fastrnn twin holding the same weights."""
     if mode.startswith("RNN"):
@@ -72,7 +87,7 @@ def run_with_grads(module: nn.Module, input: Tensor, hx, grad_output: Tensor,
 def assert_results_close(actual: dict[str, Tensor], expected: dict[str, Tensor], dtype) -> None:
     assert actual.keys() == expected.keys()
     for key in expected:
-        torch.testing.assert_close(actual[key], expected[key], **TOLERANCES[dtype],
+        torch.testing.assert_close(actual[key], expected[key], **tolerances(dtype, expected[key]),
                                    msg=lambda m, key=key: f"{key}: {m}")
 
 

@@ -1,7 +1,9 @@
 #include "cpu/blas.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstdlib>
 #include <cstring>
@@ -94,6 +96,36 @@ template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const fl
                           const float*, int64_t, float, float*, int64_t);
 template void gemm<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*, int64_t,
                            const double*, int64_t, double, double*, int64_t);
+
+void tiled_gemm(const StepKernels<float>& kernels, bool trans_a, int64_t m, int64_t n, int64_t k,
+                const float* a, int64_t lda, const float* b, int64_t ldb, bool accumulate,
+                float* c, int64_t ldc) {
+  // Blocks of kRows x kCols of C, each over the whole inner dimension (no two threads write one
+  // element), a thread's share of them at least kMinFlops.
+  constexpr int64_t kRows = 48, kCols = 64, kMinFlops = 200000;
+  if (m <= 0 || n <= 0) return;
+  const int64_t row_blocks = (m + kRows - 1) / kRows, col_blocks = (n + kCols - 1) / kCols;
+  const int64_t grain = std::max<int64_t>(1, kMinFlops / (2 * kRows * kCols * std::max<int64_t>(1, k)));
+  at::parallel_for(0, row_blocks * col_blocks, grain, [&](int64_t begin, int64_t end) {
+    GemmBlock<float> g{.a = a, .lda = lda, .trans_a = trans_a, .b = b, .ldb = ldb, .c = c,
+                       .ldc = ldc, .inner = k, .accumulate = accumulate};
+    for (int64_t i = begin; i < end; ++i) {
+      g.row_begin = i / col_blocks * kRows;
+      g.row_end = std::min(m, g.row_begin + kRows);
+      g.col_begin = i % col_blocks * kCols;
+      g.col_end = std::min(n, g.col_begin + kCols);
+      kernels.gemm_block(g);
+    }
+  });
+}
+
+bool tiled_gemm_enabled(const StepKernels<float>& kernels) {
+  static const bool enabled = [] {
+    const char* forced = std::getenv("FASTRNN_CPU_GEMM");
+    return forced == nullptr || std::strcmp(forced, "blas") != 0;
+  }();
+  return enabled && kernels.vector_width >= 16;
+}
 
 const char* gemm_backend() { return blas_enabled() ? "blas" : "aten"; }
 

@@ -57,6 +57,10 @@ class CpuBackend {
         bf16_gemm(trans_a, trans_b, m, n, k, a, lda, b, ldb, accumulate, c, ldc);
         return;
       }
+      if (!trans_b && cpu::tiled_gemm_enabled(kernels_)) {
+        cpu::tiled_gemm(kernels_, trans_a, m, n, k, a, lda, b, ldb, accumulate, c, ldc);
+        return;
+      }
     }
     cpu::gemm<T>(trans_a, trans_b, m, n, k, T(1), a, lda, b, ldb, accumulate ? T(1) : T(0), c,
                  ldc);

@@ -47,9 +47,11 @@ constexpr int pass_vectors() {
   return vector_registers<V>() == 16 && NV >= 4 ? 2 : NV;
 }
 
-// acc[r][v] = sum over k < inner of a[r * lda + k] * b[k * ldb + v * W .. + W), the last of the
-// NV vectors holding only `last` lanes (the rest zero; b is not read past them).
-template <class V, int MR, int NV, class T>
+// acc[r][v] = sum over k < inner of A(r, k) * b[k * ldb + v * W .. + W), the last of the
+// NV vectors holding only `last` lanes (the rest zero; b is not read past them). A(r, k) is
+// a[r * lda + k], or a[k * lda + r] when kTransA (A stored [inner, rows]: a weight gradient's
+// dgates^T, whose MR values of one k lie side by side).
+template <class V, int MR, int NV, class T, bool kTransA = false>
 inline void accumulate_tile(const T* a, int64_t lda, const T* b, int64_t ldb, int64_t inner,
                             int last, V (&acc)[MR][NV]) {
 #pragma GCC unroll 16
@@ -65,7 +67,7 @@ inline void accumulate_tile(const T* a, int64_t lda, const T* b, int64_t ldb, in
     bv[NV - 1] = V::load(row + (NV - 1) * V::kWidth, last);
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
-      const V broadcast(a[r * lda + k]);
+      const V broadcast(kTransA ? a[k * lda + r] : a[r * lda + k]);
 #pragma GCC unroll 16
       for (int v = 0; v < NV; ++v) acc[r][v] = fma(broadcast, bv[v], acc[r][v]);
     }
@@ -104,20 +106,21 @@ inline void for_each_tile(int64_t rows, Body&& body) {
 
 // acc = a [TR, inner] times the NV vectors of columns of b (ldb apart), in passes of P vectors
 // (the last vector holding `last` lanes), each pass's sums moved to acc (kept in memory by the
-// compiler when they outnumber the registers).
-template <class V, int TR, int NV, int P, class T>
+// compiler when they outnumber the registers). kTransA: as for accumulate_tile.
+template <class V, int TR, int NV, int P, class T, bool kTransA = false>
 inline void accumulate_in_passes(const T* a, int64_t lda, const T* b, int64_t ldb, int64_t inner,
                                  int last, V (&acc)[TR][NV]) {
   if constexpr (P >= NV) {
-    accumulate_tile<V, TR, NV>(a, lda, b, ldb, inner, last, acc);
+    accumulate_tile<V, TR, NV, T, kTransA>(a, lda, b, ldb, inner, last, acc);
   } else {
     [&]<int... Pass>(std::integer_sequence<int, Pass...>) {
       (
           [&] {
             constexpr int first = Pass * P, width = std::min(P, NV - first);
             V part[TR][width];
-            accumulate_tile<V, TR, width>(a, lda, b + first * V::kWidth, ldb, inner,
-                                          first + width == NV ? last : V::kWidth, part);
+            accumulate_tile<V, TR, width, T, kTransA>(a, lda, b + first * V::kWidth, ldb, inner,
+                                                      first + width == NV ? last : V::kWidth,
+                                                      part);
 #pragma GCC unroll 16
             for (int r = 0; r < TR; ++r) {
 #pragma GCC unroll 4
@@ -512,51 +515,107 @@ void rnn_fused_forward(const FusedForwardStep<RnnForwardStep<T>, T>& f) {
   }
 }
 
+// out rows r < TR (ldo apart) (+)= acc[r], the last of the NVT vectors `last` lanes wide.
+template <class V, int TR, int NVT, class T>
+inline void store_tile(T* out, int64_t ldo, int last, bool accumulate, V (&acc)[TR][NVT]) {
+#pragma GCC unroll 16
+  for (int r = 0; r < TR; ++r) {
+    T* row = out + r * ldo;
+#pragma GCC unroll 4
+    for (int v = 0; v < NVT; ++v) {
+      const int n = v == NVT - 1 ? last : V::kWidth;
+      const V sum = accumulate ? acc[r][v] + V::load(row + v * V::kWidth, n) : acc[r][v];
+      sum.store(row + v * V::kWidth, n);
+    }
+  }
+}
+
+// The output columns [col_begin, col_end) in groups of kGemmVectors vectors (the last group
+// narrower): group.template operator()<NVT>(col, last) for each, NVT its vectors and `last` the
+// lanes of its last one (a narrower group reads no column past col_end).
+constexpr int kGemmVectors = 4;
+template <class V, class Group>
+inline void for_each_column_group(int64_t col_begin, int64_t col_end, Group&& group) {
+  constexpr int64_t kCols = kGemmVectors * V::kWidth;
+  for (int64_t col = col_begin; col < col_end; col += kCols) {
+    const int64_t width = std::min(kCols, col_end - col);
+    const int64_t vectors = (width + V::kWidth - 1) / V::kWidth;
+    const int last = static_cast<int>(width - (vectors - 1) * V::kWidth);
+    if (vectors == 4) group.template operator()<4>(col, last);
+    else if (vectors == 3) group.template operator()<3>(col, last);
+    else if (vectors == 2) group.template operator()<2>(col, last);
+    else group.template operator()<1>(col, last);
+  }
+}
+
+// C [rows, col_begin .. col_end) (+)= op(A) [rows, inner] times B [inner, ldb] (that range of
+// its columns), row-major, in T: op(A) is a [rows, inner] (lda), or when kTransA the transpose
+// of a [inner, rows]; b and c point at column 0. Each group of four vectors of columns is swept
+// by tiles of rows, in the passes of pass_vectors (AVX-512: 6 rows x 4 vectors in registers, 24
+// FMAs for 10 loads per k; AVX2: 6 rows x 2 vectors, twice); each element of C is one chain of
+// FMAs over k in a register.
+template <class V, bool kTransA, class T>
+void gemm_tiles(const T* a, int64_t lda, const T* b, int64_t ldb, T* c, int64_t ldc,
+                int64_t rows, int64_t inner, int64_t col_begin, int64_t col_end,
+                bool accumulate) {
+  constexpr int P = pass_vectors<V, kGemmVectors>();
+  for_each_column_group<V>(col_begin, col_end, [&]<int NVT>(int64_t col, int last) {
+    for_each_tile<tile_rows<V, P>()>(rows, [&]<int TR>(int64_t r0) {
+      V acc[TR][NVT];
+      accumulate_in_passes<V, TR, NVT, P, T, kTransA>(kTransA ? a + r0 : a + r0 * lda, lda,
+                                                      b + col, ldb, inner, last, acc);
+      store_tile<V, TR, NVT>(c + r0 * ldc + col, ldc, last, accumulate, acc);
+    });
+  });
+}
+
 // The recurrent half of a backward step, for the output columns [col_begin, col_end):
 // dh (+)= dgates [rows, inner] times W_hh [inner, ldw] (W_hh as stored: row k is gate row k),
 // or with the bfloat16 operands when g.w_bf16 is set.
 template <class V, class T>
 void hidden_grad(const HiddenGradStep<T>& g) {
-  constexpr int NV = 4;
-  constexpr int64_t kCols = NV * V::kWidth;
-  for (int64_t c = g.col_begin; c < g.col_end; c += kCols) {
-    const int64_t width = std::min(kCols, g.col_end - c);
-    // Full vectors, then the lanes of the last one (a narrower tile reads no column past end).
-    auto tile = [&]<int NVT>() {
-      const int last = static_cast<int>(width - (NVT - 1) * V::kWidth);
-      for_each_tile<tile_rows<V, pass_vectors<V, NV>()>()>(g.rows, [&]<int TR>(int64_t r0) {
-        V acc[TR][NVT];
 #ifdef FASTRNN_BF16_PRODUCTS
-        if constexpr (std::is_same_v<V, VecF>) {
-          if (g.w_bf16 != nullptr) {
-            accumulate_tile_bf16<TR, NVT>(g.dgates_bf16.row(r0), g.dgates_bf16.ld,
-                                          g.w_bf16 + 2 * c, 2 * g.ldw, (g.inner + 1) / 2, acc,
-                                          last);
-          } else {
-            accumulate_tile<V, TR, NVT>(g.dgates.row(r0), g.dgates.ld, g.w + c, g.ldw, g.inner,
-                                        last, acc);
-          }
-        } else
-#endif
-        accumulate_in_passes<V, TR, NVT, pass_vectors<V, NV>()>(g.dgates.row(r0), g.dgates.ld,
-                                                                g.w + c, g.ldw, g.inner, last, acc);
-#pragma GCC unroll 16
-        for (int r = 0; r < TR; ++r) {
-          T* out = g.dh.row(r0 + r) + c;
-#pragma GCC unroll 4
-          for (int v = 0; v < NVT; ++v) {
-            const int n = v == NVT - 1 ? last : V::kWidth;
-            const V sum = g.accumulate ? acc[r][v] + V::load(out + v * V::kWidth, n) : acc[r][v];
-            sum.store(out + v * V::kWidth, n);
-          }
-        }
+  if constexpr (std::is_same_v<V, VecF>) {
+    if (g.w_bf16 != nullptr) {
+      for_each_column_group<V>(g.col_begin, g.col_end, [&]<int NVT>(int64_t col, int last) {
+        for_each_tile<tile_rows<V, kGemmVectors>()>(g.rows, [&]<int TR>(int64_t r0) {
+          V acc[TR][NVT];
+          accumulate_tile_bf16<TR, NVT>(g.dgates_bf16.row(r0), g.dgates_bf16.ld,
+                                        g.w_bf16 + 2 * col, 2 * g.ldw, (g.inner + 1) / 2, acc,
+                                        last);
+          store_tile<V, TR, NVT>(g.dh.row(r0) + col, g.dh.ld, last, g.accumulate, acc);
+        });
       });
-    };
-    const int64_t vectors = (width + V::kWidth - 1) / V::kWidth;
-    if (vectors == 4) tile.template operator()<4>();
-    else if (vectors == 3) tile.template operator()<3>();
-    else if (vectors == 2) tile.template operator()<2>();
-    else tile.template operator()<1>();
+      return;
+    }
+  }
+#endif
+  gemm_tiles<V, false>(g.dgates.data, g.dgates.ld, g.w, g.ldw, g.dh.data, g.dh.ld, g.rows,
+                       g.inner, g.col_begin, g.col_end, g.accumulate);
+}
+
+// One block of a whole GEMM (GemmBlock): its rows and columns of C, over the inner dimension
+// in stretches of kGemmInnerBlock (the first stretch writes C, the others add to it, so no
+// chain of FMAs is longer than a stretch; a 6-row tile's stretch of B, 64 columns, stays in L2
+// for every tile of the block's rows). An empty inner dimension writes zeros (or leaves C as it
+// is when accumulating).
+constexpr int64_t kGemmInnerBlock = 128;
+template <class V, class T>
+void gemm_block(const GemmBlock<T>& g) {
+  const int64_t rows = g.row_end - g.row_begin;
+  if (rows <= 0 || g.col_end <= g.col_begin) return;
+  for (int64_t k0 = 0; k0 == 0 || k0 < g.inner; k0 += kGemmInnerBlock) {
+    const int64_t inner = std::max<int64_t>(0, std::min(kGemmInnerBlock, g.inner - k0));
+    const bool accumulate = g.accumulate || k0 > 0;
+    const T* b = g.b + k0 * g.ldb;
+    T* c = g.c + g.row_begin * g.ldc;
+    if (g.trans_a) {
+      gemm_tiles<V, true>(g.a + k0 * g.lda + g.row_begin, g.lda, b, g.ldb, c, g.ldc, rows, inner,
+                          g.col_begin, g.col_end, accumulate);
+    } else {
+      gemm_tiles<V, false>(g.a + g.row_begin * g.lda + k0, g.lda, b, g.ldb, c, g.ldc, rows,
+                           inner, g.col_begin, g.col_end, accumulate);
+    }
   }
 }
 

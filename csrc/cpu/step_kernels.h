@@ -107,6 +107,24 @@ struct HiddenGradStep {
   const uint16_t* w_bf16 = nullptr;
 };
 
+// A block of a whole-sequence GEMM (the input and weight gradients of backward): the rows
+// [row_begin, row_end) and columns [col_begin, col_end) of C [m, n] (+)= op(A) B, row-major;
+// op(A) is A [m, inner] (lda), or A^T of A stored [inner, m] when trans_a; B is [inner, n]
+// (ldb). accumulate: add to C; else C is written without being read.
+template <class T>
+struct GemmBlock {
+  const T* a = nullptr;
+  int64_t lda = 0;
+  bool trans_a = false;
+  const T* b = nullptr;
+  int64_t ldb = 0;
+  T* c = nullptr;
+  int64_t ldc = 0;
+  int64_t inner = 0;
+  int64_t row_begin = 0, row_end = 0, col_begin = 0, col_end = 0;
+  bool accumulate = false;
+};
+
 // The widest vector of any instruction set's kernels, in elements (AVX-512, float32).
 constexpr int64_t kMaxVectorWidth = 16;
 
@@ -133,6 +151,7 @@ struct StepKernels {
   void (*rnn_tanh_fused_forward)(const FusedForwardStep<RnnForwardStep<T>, T>&);
   void (*rnn_relu_fused_forward)(const FusedForwardStep<RnnForwardStep<T>, T>&);
   void (*hidden_grad)(const HiddenGradStep<T>&);
+  void (*gemm_block)(const GemmBlock<T>&);
   // The fused steps can run Panels::bf16 (set by isa.cpp: compiled for it and the CPU has it),
   // and to_bf16 rounds float32 to bfloat16 (nearest even) for them.
   bool bf16_products = false;

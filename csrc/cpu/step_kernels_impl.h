@@ -169,6 +169,7 @@ StepKernels<T> make_step_kernels() {
   k.rnn_tanh_fused_forward = &rnn_fused_forward<cell::TanhActivation, V, T>;
   k.rnn_relu_fused_forward = &rnn_fused_forward<cell::ReluActivation, V, T>;
   k.hidden_grad = &hidden_grad<V, T>;
+  k.gemm_block = &gemm_block<V, T>;
 #ifdef FASTRNN_BF16_PRODUCTS
   if constexpr (std::is_same_v<T, float>) k.to_bf16 = &round_to_bf16;
 #endif

@@ -125,6 +125,31 @@ double cpu_fma_peak(int64_t threads) {
   return best;
 }
 
+// op(A) B (plus c when given) through one instruction set's tiled GEMM (cpu/blas.h), float32:
+// op(A) is a, or a^T when trans_a; a and b may have a row stride (leading dimension) past
+// their width. For tests of the micro-kernel's tiles, tails and blocks.
+at::Tensor cpu_tiled_gemm(const std::string& isa_name, const at::Tensor& a, bool trans_a,
+                          const at::Tensor& b, const c10::optional<at::Tensor>& c) {
+  for (const at::Tensor* t : {&a, &b}) {
+    TORCH_CHECK(t->device().is_cpu() && t->scalar_type() == at::kFloat && t->dim() == 2 &&
+                    (t->stride(1) == 1 || t->size(1) <= 1) && t->stride(0) >= t->size(1),
+                "cpu_tiled_gemm takes 2-D float32 CPU matrices with unit column stride");
+  }
+  const int64_t m = trans_a ? a.size(1) : a.size(0), k = trans_a ? a.size(0) : a.size(1);
+  TORCH_CHECK(b.size(0) == k, "cpu_tiled_gemm: inner sizes differ (", k, " vs ", b.size(0), ")");
+  const int64_t n = b.size(1);
+  at::Tensor out = c.has_value() ? c->contiguous().clone() : at::empty({m, n}, a.options());
+  TORCH_CHECK(out.sizes() == at::IntArrayRef({m, n}) && out.scalar_type() == at::kFloat,
+              "cpu_tiled_gemm: c must be float32 [", m, ", ", n, "]");
+  const auto* kernels = fastrnn::cpu::step_kernels_f32_for(parse_isa(isa_name));
+  TORCH_CHECK(kernels != nullptr, "this CPU does not support ", isa_name);
+  fastrnn::cpu::tiled_gemm(*kernels, trans_a, m, n, k, a.data_ptr<float>(),
+                           std::max<int64_t>(1, a.stride(0)), b.data_ptr<float>(),
+                           std::max<int64_t>(1, b.stride(0)), c.has_value(),
+                           out.data_ptr<float>(), n);
+  return out;
+}
+
 // How this extension was built, as the compilers saw it (so it cannot drift from the binary):
 // the C++ compiler, the torch headers, OpenMP, sanitizers, and for CUDA builds nvcc's version,
 // the architectures nvcc compiled and the TORCH_CUDA_ARCH_LIST setup.py passed.
@@ -202,6 +227,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("build_info", &build_info,
         "How the extension was built: compilers, torch headers, OpenMP, sanitizers, CUDA archs.");
   m.def("cpu_activation", &cpu_activation, "Vector-math activation of one instruction set.");
+  m.def("cpu_tiled_gemm", &cpu_tiled_gemm, pybind11::arg("isa"), pybind11::arg("a"),
+        pybind11::arg("trans_a"), pybind11::arg("b"), pybind11::arg("c") = pybind11::none(),
+        "op(A) B (+ c) through one instruction set's tiled GEMM.");
   m.def("empty_cache", &fastrnn::ops::release_cached_blocks,
         "Frees the CPU blocks fastrnn keeps for reuse (ops/block_cache.h); returns the bytes.");
   m.def("cached_bytes", &fastrnn::ops::cached_free_bytes,
