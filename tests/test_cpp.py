@@ -1,5 +1,6 @@
 """The developer CMake build (CMakeLists.txt) still configures, builds and passes its C++ test:
-the step kernels of every instruction set against double precision and finite differences."""
+the step kernels of every instruction set against double precision and finite differences,
+and the recurrence driver on a double test backend against finite differences."""
 
 import shutil
 import subprocess

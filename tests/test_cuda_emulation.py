@@ -66,8 +66,8 @@ def emu(tmp_path_factory):
     # glue it builds on, and the emulated cuBLAS
     sources = [here / "module.cpp", here / "ops.cpp", here / "emulated_cublas.cpp",
                ROOT / "csrc" / "cuda" / "emulation" / "cuda_emulation.cpp",
-               *[ROOT / "csrc" / "ops" / f"{name}.cpp" for name in
-                 ("layer_ops", "layer_args", "block_cache")]]
+               *[ROOT / "csrc" / "ops" / f"{name}.cpp" for name in ("layer_ops", "layer_args")],
+               ROOT / "csrc" / "cpu" / "block_cache.cpp"]
     for name in ("f32", "f64", "f16", "bf16"):  # the .cu files, compiled as C++
         wrapper = build / f"step_kernels_{name}.cpp"
         wrapper.write_text(f'#include "{ROOT}/csrc/cuda/step_kernels_{name}.cu"\n')

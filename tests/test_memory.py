@@ -109,7 +109,7 @@ def test_long_sequence_runs_in_bounded_memory(mode):
         assert case["stack_growth_bytes"] <= 2**20, case
 
 
-# ---- the block cache (csrc/ops/block_cache.h) ----
+# ---- the block cache (csrc/cpu/block_cache.h) ----
 
 def test_cpu_blocks_are_reused_resizable_and_released(generator):
     """Outputs of 1 MB or more come from blocks fastrnn keeps after use: a second call of the

@@ -1,4 +1,4 @@
-// The CPU backend of the recurrence driver (csrc/ops/recurrence.h): BLAS GEMMs called directly
+// The CPU backend of the recurrence driver (fastrnn/recurrence.h): BLAS GEMMs called directly
 // (no dispatcher inside the step loop), the step kernels of the instruction set chosen at run
 // time, split across torch's intra-op threads when a step is big enough, and torch's CPU
 // allocator for scratch. One type throughout: float or double (A = T).
@@ -17,13 +17,14 @@
 #include <type_traits>
 #include <vector>
 
+#include "backend/torch_buffers.h"
 #include "cpu/blas.h"
 #include "cpu/isa.h"
 #include "cpu/stage_team.h"
 #include "fastrnn/cells.h"
 #include "fastrnn/debug.h"
-#include "ops/block_cache.h"
-#include "ops/recurrence.h"
+#include "cpu/block_cache.h"
+#include "fastrnn/recurrence.h"
 
 namespace fastrnn::cpu {
 
@@ -66,11 +67,14 @@ class CpuBackend {
                  ldc);
   }
 
-  // Scratch memory from torch's CPU allocator (NaN-filled under FASTRNN_DEBUG_POISON=1; the
-  // uint16_t buffers hold bfloat16, where all ones is a NaN).
   template <class U>
-  at::Tensor scratch(int64_t elements) const {
-    at::Tensor buffer = ops::empty_cached({elements}, c10::CppTypeToScalarType<U>::value);
+  using Buffer = backend::TensorBuffer<U>;
+
+  // Scratch from the block cache (NaN-filled under FASTRNN_DEBUG_POISON=1; the uint16_t
+  // buffers hold bfloat16, where all ones is a NaN).
+  template <class U>
+  Buffer<U> scratch(int64_t elements) const {
+    at::Tensor buffer = empty_cached({elements}, c10::CppTypeToScalarType<U>::value);
     if (debug_poison()) {
       if constexpr (std::is_floating_point_v<U>) {
         buffer.fill_(NAN);
@@ -78,7 +82,7 @@ class CpuBackend {
         buffer.fill_(std::numeric_limits<U>::max());
       }
     }
-    return buffer;
+    return {buffer};
   }
 
   template <class Dst, class Src>
@@ -95,12 +99,12 @@ class CpuBackend {
   }
 
   // dst (+)= src, bfloat16 rows into A rows.
-  void widen_rows(const c10::BFloat16* src, int64_t src_ld, A* dst, int64_t dst_ld, int64_t rows,
+  void widen_rows(const uint16_t* src, int64_t src_ld, A* dst, int64_t dst_ld, int64_t rows,
                   int64_t cols, bool accumulate = false) const {
     const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(1, cols));
     at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) {
-        const uint16_t* in = reinterpret_cast<const uint16_t*>(src + r * src_ld);
+        const uint16_t* in = src + r * src_ld;
         A* out = dst + r * dst_ld;
         for (int64_t c = 0; c < cols; ++c) {  // bfloat16 is float32's upper half
           const uint32_t bits = static_cast<uint32_t>(in[c]) << 16;
@@ -118,8 +122,8 @@ class CpuBackend {
 
   // Column sums of a [rows, cols] matrix into (or added to) out, with torch's reduction.
   void sum_rows(const T* matrix, int64_t rows, int64_t cols, T* out, bool accumulate) const {
-    ops::torch_sum_rows(at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value), matrix,
-                        rows, cols, out, accumulate);
+    backend::torch_sum_rows(at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value),
+                            matrix, rows, cols, out, accumulate);
   }
 
   void step(const LstmBackwardStep<T>& s) const { run(kernels_.lstm_backward, s); }
@@ -128,11 +132,11 @@ class CpuBackend {
   // ---- forward steps: the recurrent GEMM fused with the gate math (fused_kernels_impl.h) ----
 
   struct FusedWeights {
-    at::Tensor holder;  // owns the panels
+    Buffer<T> holder;  // owns the panels
     Panels<T> panels;
     int64_t rows = 0;   // the most rows a step has (the state's)
     bool input_in_steps = false;  // the steps compute x W_ih^T too (StepInput)
-    at::Tensor input_holder;      // owns W_ih's panels, when packed
+    Buffer<T> input_holder;       // owns W_ih's panels, when packed
     const T* w_ih = nullptr;      // W_ih as stored, or its panels
     int64_t input_size = 0;
     int64_t input_stride = 0;     // W_ih packed: elements per panel
@@ -186,7 +190,7 @@ class CpuBackend {
   // per call (in parallel for big weights). A call of one such step also computes its input
   // projection in the step kernel (StepInput), as do steps of kFusedInputRows or more, from
   // W_ih packed the same way (float32 and float64; bfloat16 products take their input
-  // projection from one bfloat16 GEMM). `w` is the driver's LayerWeights<T> (ops/recurrence.h).
+  // projection from one bfloat16 GEMM). `w` is the driver's LayerWeights<T> (fastrnn/recurrence.h).
   template <CellKind kCell, class Weights>
   FusedWeights prepare_forward(const Weights& w, int64_t rows, int64_t steps) const {
     const int64_t gates = gate_count(kCell), H = w.hidden_size, P = w.output_size();
@@ -235,11 +239,11 @@ class CpuBackend {
   // takes ownership of.
   template <CellKind kCell>
   const T* pack_panels(const T* weight, int64_t inner, const Panels<T>& p,
-                       at::Tensor& holder) const {
+                       Buffer<T>& holder) const {
     const int64_t width = kernels_.vector_width, columns = p.units * gate_count(kCell);
     const int64_t stride = inner * columns;
     holder = scratch<T>(p.count * stride);
-    T* out = static_cast<T*>(holder.data_ptr());
+    T* out = holder.data();
     for_each_weight_tile<kCell>(weight, inner, p, [&](int64_t panel, int64_t column, int64_t k0,
                                                       int64_t depth, const Tile& tile) {
       T* dest = out + panel * stride + k0 * columns + column;
@@ -292,12 +296,13 @@ class CpuBackend {
 
   // W_hh into Panels::bf16 (step_kernels.h), rounded to bfloat16 (exact for bfloat16 calls).
   template <CellKind kCell, class Weights>
-  void pack_bf16_panels(const Weights& w, Panels<T>& p, at::Tensor& holder) const {
+  void pack_bf16_panels(const Weights& w, Panels<T>& p, Buffer<T>& holder) const {
     const int64_t P = w.output_size(), pairs = (P + 1) / 2;
     const int64_t width = kernels_.vector_width, columns = p.units * gate_count(kCell);
     p.bf16_stride = pairs * columns * 2;
-    holder = scratch<uint16_t>(p.count * p.bf16_stride);
-    uint16_t* out = static_cast<uint16_t*>(holder.data_ptr());
+    Buffer<uint16_t> bf16 = scratch<uint16_t>(p.count * p.bf16_stride);
+    holder.tensor = bf16.tensor;  // the panels' owner, whatever their type
+    uint16_t* out = bf16.data();
     p.bf16 = out;
     for_each_weight_tile<kCell>(w.w_hh, P, p, [&](int64_t panel, int64_t column, int64_t k0,
                                                   int64_t depth, const Tile& tile) {
@@ -322,7 +327,7 @@ class CpuBackend {
                  int64_t lda, const float* b, int64_t ldb, bool accumulate, float* c,
                  int64_t ldc) const {
     auto rounded = [&](const float* source, int64_t rows, int64_t cols, int64_t ld) {
-      at::Tensor matrix = ops::empty_cached({rows, cols}, at::kBFloat16);
+      at::Tensor matrix = empty_cached({rows, cols}, at::kBFloat16);
       uint16_t* out = static_cast<uint16_t*>(matrix.data_ptr());
       const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(1, cols));
       at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
@@ -332,9 +337,10 @@ class CpuBackend {
     };
     const at::Tensor a16 = trans_a ? rounded(a, k, m, lda).t() : rounded(a, m, k, lda);
     const at::Tensor b16 = trans_b ? rounded(b, n, k, ldb).t() : rounded(b, k, n, ldb);
-    at::Tensor product = ops::empty_cached({m, n}, at::kBFloat16);
+    at::Tensor product = empty_cached({m, n}, at::kBFloat16);
     at::mm_out(product, a16, b16);
-    widen_rows(product.const_data_ptr<c10::BFloat16>(), n, c, ldc, m, n, accumulate);
+    widen_rows(static_cast<const uint16_t*>(product.const_data_ptr()), n, c, ldc, m, n,
+               accumulate);
   }
 
   // Rows [0, rows) x columns [c0, c1) of h (float32) into hb (bfloat16), for the bf16 products.
@@ -368,11 +374,11 @@ class CpuBackend {
     // reads hb[s % 2]); each thread rounds the units it computed, for the next step. Rows that
     // no step writes keep the initial state's, as in h's buffers (recurrence.h).
     const int64_t P = w.panels.inner, hb_ld = P + P % 2;
-    at::Tensor hb_holder;
+    Buffer<uint16_t> hb_holder;
     uint16_t* hb[2] = {nullptr, nullptr};
     if (w.panels.bf16 != nullptr) {
       hb_holder = scratch<uint16_t>(2 * w.rows * hb_ld);
-      hb[0] = static_cast<uint16_t*>(hb_holder.data_ptr());
+      hb[0] = hb_holder.data();
       hb[1] = hb[0] + w.rows * hb_ld;
       const Rows<const T> h0 = std::get<1>(step_at(0));
       for (uint16_t* buffer : hb) {
@@ -416,16 +422,7 @@ class CpuBackend {
 
   void hidden_grad(int64_t rows, Rows<const T> dgates, const T* w_hh, int64_t G, int64_t P,
                    Rows<A> dh, int64_t c0, int64_t c1, bool accumulate) const {
-    HiddenGradStep<T> g;
-    g.rows = rows;
-    g.inner = G;
-    g.dgates = dgates;
-    g.w = w_hh;
-    g.ldw = P;
-    g.dh = dh;
-    g.col_begin = c0;
-    g.col_end = c1;
-    g.accumulate = accumulate;
+    HiddenGradStep<T> g = HiddenGradStep<T>::of(rows, dgates, w_hh, G, P, dh, c0, c1, accumulate);
     if (rows <= 0 || c1 <= c0) return;
     if constexpr (std::is_same_v<T, float>) {
       if (bf16_products_) {
@@ -442,7 +439,7 @@ class CpuBackend {
             if (G % 2 != 0) rounded[r * ld + G] = 0;
           }
           g.dgates_bf16 = {rounded.data(), ld};
-          g.w_bf16 = static_cast<const uint16_t*>(backward_bf16_->packed.data_ptr());
+          g.w_bf16 = backward_bf16_->packed.data();
         }
       }
     }
@@ -452,8 +449,8 @@ class CpuBackend {
   // W_hh [G, P] into bfloat16 pairs of rows, [ceil(G / 2)][P][2] (HiddenGradStep::w_bf16).
   void pack_bf16_rows(const T* w_hh, int64_t G, int64_t P) const {
     const int64_t pairs = (G + 1) / 2;
-    at::Tensor packed = scratch<uint16_t>(pairs * P * 2);
-    uint16_t* out = static_cast<uint16_t*>(packed.data_ptr());
+    Buffer<uint16_t> packed = scratch<uint16_t>(pairs * P * 2);
+    uint16_t* out = packed.data();
     for (int64_t q = 0; q < pairs; ++q) {
       for (int64_t c = 0; c < P; ++c) {
         for (int64_t j = 0; j < 2; ++j) {
@@ -588,7 +585,7 @@ class CpuBackend {
   // Only bf16_products_ backends have one.
   struct BackwardBf16 {
     std::once_flag once;
-    at::Tensor packed;
+    Buffer<uint16_t> packed;
     const T* source = nullptr;
   };
   std::shared_ptr<BackwardBf16> backward_bf16_;

@@ -105,6 +105,22 @@ struct HiddenGradStep {
   // a missing k = G zero) and W_hh in pairs of rows, [ceil(G / 2)][P][2]; w_bf16 null: float.
   Rows<const uint16_t> dgates_bf16;
   const uint16_t* w_bf16 = nullptr;
+
+  // The float product of the driver's Backend::hidden_grad (fastrnn/recurrence.h).
+  static HiddenGradStep of(int64_t rows, Rows<const T> dgates, const T* w_hh, int64_t G,
+                           int64_t P, Rows<T> dh, int64_t c0, int64_t c1, bool accumulate) {
+    HiddenGradStep g;
+    g.rows = rows;
+    g.inner = G;
+    g.dgates = dgates;
+    g.w = w_hh;
+    g.ldw = P;
+    g.dh = dh;
+    g.col_begin = c0;
+    g.col_end = c1;
+    g.accumulate = accumulate;
+    return g;
+  }
 };
 
 // A block of a whole-sequence GEMM (the input and weight gradients of backward): the rows

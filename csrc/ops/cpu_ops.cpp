@@ -114,7 +114,7 @@ void forward_raw_bf16(const RawForward& f) {
   auto widen = [&](const void* source, int64_t n) -> const float* {
     float* out = take(n);
     if (out != nullptr) {
-      backend.widen_rows(static_cast<const c10::BFloat16*>(source), n, out, n, 1, n);
+      backend.widen_rows(static_cast<const uint16_t*>(source), n, out, n, 1, n);
     }
     return out;
   };

@@ -3,14 +3,14 @@
 #include <ATen/OpMathType.h>
 
 #include "fastrnn/debug.h"
-#include "ops/block_cache.h"
+#include "cpu/block_cache.h"
 
 namespace fastrnn::ops {
 
 at::Tensor allocate(at::IntArrayRef shape, const at::TensorOptions& options) {
   const bool cpu = options.device().is_cpu() && options.layout() == at::kStrided &&
                    !options.pinned_memory();
-  at::Tensor tensor = cpu ? empty_cached(shape, options.dtype().toScalarType())
+  at::Tensor tensor = cpu ? cpu::empty_cached(shape, options.dtype().toScalarType())
                           : at::empty(shape, options);
   if (debug_poison() && at::isFloatingType(tensor.scalar_type())) tensor.fill_(NAN);
   return tensor;

@@ -16,7 +16,7 @@
 #include "cpu/blas.h"
 #include "cpu/isa.h"
 #include "cpu/stage_team.h"
-#include "ops/block_cache.h"
+#include "cpu/block_cache.h"
 #include "ops/fast_path.h"
 #ifdef FASTRNN_WITH_CUDA
 #include "cuda/build_info.h"
@@ -230,9 +230,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("cpu_tiled_gemm", &cpu_tiled_gemm, pybind11::arg("isa"), pybind11::arg("a"),
         pybind11::arg("trans_a"), pybind11::arg("b"), pybind11::arg("c") = pybind11::none(),
         "op(A) B (+ c) through one instruction set's tiled GEMM.");
-  m.def("empty_cache", &fastrnn::ops::release_cached_blocks,
-        "Frees the CPU blocks fastrnn keeps for reuse (ops/block_cache.h); returns the bytes.");
-  m.def("cached_bytes", &fastrnn::ops::cached_free_bytes,
+  m.def("empty_cache", &fastrnn::cpu::release_cached_blocks,
+        "Frees the CPU blocks fastrnn keeps for reuse (cpu/block_cache.h); returns the bytes.");
+  m.def("cached_bytes", &fastrnn::cpu::cached_free_bytes,
         "Bytes of free CPU blocks fastrnn keeps for reuse.");
   m.def("forward_fast", &fastrnn::ops::forward_fast,
         "The modules' inference fast path on CPU (a whole stack, no autograd), or None.");

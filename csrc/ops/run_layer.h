@@ -4,7 +4,7 @@
 #pragma once
 
 #include "ops/layer_ops.h"
-#include "ops/recurrence.h"
+#include "fastrnn/recurrence.h"
 
 namespace fastrnn::ops {
 
@@ -55,7 +55,7 @@ void run_forward(const Backend& backend, const LayerCall& call, const ForwardOut
   // A [0] workspace means inference; an empty [0, W] one (no rows) has nothing to save either.
   io.workspace = out.workspace.defined() && out.workspace.numel() > 0 ? pointer<A>(out.workspace)
                                                                       : nullptr;
-  io.x_proj = pointer<c10::BFloat16>(x_proj);
+  io.x_proj = pointer<uint16_t>(x_proj);
   recurrence_forward<kCell>(backend, sequence_of(call), weights_of<T>(call), io, call.reverse);
 }
 

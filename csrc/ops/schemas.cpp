@@ -1,6 +1,6 @@
 // The op schemas of fastrnn, defined once for every device. One forward call covers a whole
 // sequence of one layer and one direction; the matching backward op takes back what forward
-// saved. Shapes (see csrc/cpu/recurrence.h for the letters):
+// saved. Shapes (see csrc/include/fastrnn/recurrence.h for the letters):
 //   input [T, B, I], or [N, I] with batch_sizes [T] (a packed sequence, int64 on the CPU)
 //   hx [B, P], cx [B, H]; output [T, B, P] or [N, P]; hy like hx, cy like cx
 //   workspace [N, 5H] (LSTM: i f g o | c) or [N, 4H] (GRU: r z n | W_hn h + b_hn); [0] when

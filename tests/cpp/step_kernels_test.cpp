@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "check.h"
 #include "cpu/isa.h"
 #include "cpu/step_kernels.h"
 
@@ -22,19 +23,6 @@ using fastrnn::CellKind;
 using fastrnn::gate_count;
 
 namespace {
-
-int checks = 0;
-int failures = 0;
-
-void expect_close(const std::string& what, double actual, double expected, double tol) {
-  ++checks;
-  if (!(std::fabs(actual - expected) <= tol * (1.0 + std::fabs(expected)))) {
-    if (failures < 20) {
-      std::printf("FAIL %s: got %.10g, expected %.10g\n", what.c_str(), actual, expected);
-    }
-    ++failures;
-  }
-}
 
 std::vector<double> random_vector(std::mt19937& rng, size_t n, double scale = 1.0) {
   std::normal_distribution<double> normal(0.0, scale);
@@ -221,21 +209,6 @@ double dot(const std::vector<double>& a, const std::vector<double>& b) {
   double s = 0;
   for (size_t i = 0; i < a.size(); ++i) s += a[i] * b[i];
   return s;
-}
-
-// d loss / d v[i] by central differences.
-void finite_difference(const std::string& name, std::vector<double>& v,
-                       const std::function<double()>& loss, const std::vector<double>& analytic) {
-  const double eps = 1e-6;
-  for (size_t i = 0; i < v.size(); ++i) {
-    const double saved = v[i];
-    v[i] = saved + eps;
-    const double up = loss();
-    v[i] = saved - eps;
-    const double down = loss();
-    v[i] = saved;
-    expect_close(name + "[" + std::to_string(i) + "]", analytic[i], (up - down) / (2 * eps), 1e-6);
-  }
 }
 
 void check_float_matches_double(const std::string& isa, const StepKernels<float>& f,

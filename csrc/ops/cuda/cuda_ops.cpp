@@ -1,5 +1,5 @@
 // CUDA implementations of the layer ops: the device half of layer_ops.h. The recurrence driver
-// (ops/recurrence.h) runs on a CudaBackend: cuBLAS GEMMs on torch's handle and the current
+// (fastrnn/recurrence.h) runs on a CudaBackend: cuBLAS GEMMs on torch's handle and the current
 // stream (half types multiply in float32 and may write float32 results), the pointwise step
 // kernels of csrc/cuda, async copies. Nothing synchronizes with the host: batch_sizes already
 // live on the CPU, so forward and backward can be captured in a CUDA graph.
@@ -14,6 +14,7 @@
 #include <cmath>
 #include <type_traits>
 
+#include "backend/torch_buffers.h"
 #include "cuda/step_kernels.h"
 #include "fastrnn/debug.h"
 #include "ops/layer_ops.h"
@@ -85,12 +86,15 @@ class CudaBackend {
     }
   }
 
+  template <class U>
+  using Buffer = backend::TensorBuffer<U>;
+
   // Scratch from torch's caching allocator (NaN-filled under FASTRNN_DEBUG_POISON=1).
   template <class U>
-  at::Tensor scratch(int64_t elements) const {
+  Buffer<U> scratch(int64_t elements) const {
     at::Tensor buffer = at::empty({elements}, options_.dtype(scalar_type_of<U>()));
     if (debug_poison()) buffer.fill_(NAN);
-    return buffer;
+    return {buffer};
   }
 
   template <class Dst, class Src>
@@ -115,7 +119,8 @@ class CudaBackend {
   }
 
   void sum_rows(const T* matrix, int64_t rows, int64_t cols, T* out, bool accumulate) const {
-    torch_sum_rows(options_.dtype(scalar_type_of<T>()), matrix, rows, cols, out, accumulate);
+    backend::torch_sum_rows(options_.dtype(scalar_type_of<T>()), matrix, rows, cols, out,
+                            accumulate);
   }
 
   template <class Step>

@@ -1,4 +1,4 @@
-#include "ops/block_cache.h"
+#include "cpu/block_cache.h"
 
 #include <ATen/EmptyTensor.h>
 #include <c10/core/Allocator.h>
@@ -11,7 +11,7 @@
 #include <mutex>
 #include <vector>
 
-namespace fastrnn::ops {
+namespace fastrnn::cpu {
 
 namespace {
 
@@ -128,4 +128,4 @@ std::size_t release_cached_blocks() { return BlockCache::instance().release(); }
 
 std::size_t cached_free_bytes() { return BlockCache::instance().free_bytes(); }
 
-}  // namespace fastrnn::ops
+}  // namespace fastrnn::cpu

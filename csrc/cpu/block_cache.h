@@ -11,7 +11,7 @@
 
 #include <cstddef>
 
-namespace fastrnn::ops {
+namespace fastrnn::cpu {
 
 // Requests below this many bytes go to torch's CPU allocator (malloc reuses those itself).
 constexpr std::size_t kCachedMinBytes = std::size_t(1) << 20;
@@ -25,4 +25,4 @@ std::size_t release_cached_blocks();
 // Bytes held by free blocks in the cache.
 std::size_t cached_free_bytes();
 
-}  // namespace fastrnn::ops
+}  // namespace fastrnn::cpu

@@ -11,13 +11,16 @@
 //     template <class Out> void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n,
 //         int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb, bool accumulate,
 //         Out* c, int64_t ldc) const;
-//     template <class U> at::Tensor scratch(int64_t elements) const;
+//     // Scratch memory: Buffer<U> owns `elements` values of U (uninitialized), data() points
+//     // at them; a default-constructed Buffer owns nothing (data() null).
+//     template <class U> using Buffer = ...;
+//     template <class U> Buffer<U> scratch(int64_t elements) const;
 //     template <class Dst, class Src> void copy(Dst* dst, const Src* src, int64_t n) const;
 //     void copy_rows(const T* src, int64_t src_ld, T* dst, int64_t dst_ld, int64_t rows,
 //                    int64_t cols) const;
 //     void add(T* out, const T* a, const A* b, int64_t n) const;   // out = a + b
 //     // Optional (the CPU's): bfloat16 rows into A rows, for a precomputed ForwardIO::x_proj.
-//     void widen_rows(const c10::BFloat16* src, int64_t src_ld, A* dst, int64_t dst_ld,
+//     void widen_rows(const uint16_t* src, int64_t src_ld, A* dst, int64_t dst_ld,
 //                     int64_t rows, int64_t cols) const;
 //     void sum_rows(const T* matrix, int64_t rows, int64_t cols, T* out, bool accumulate) const;
 //     // The LSTM and GRU step kernels, and the RNN's: backward steps, and forward steps where
@@ -64,10 +67,9 @@
 //   w_ih [G, I]   w_hh [G, P]   b_ih, b_hh [G]   w_hr [P, H]
 #pragma once
 
-#include <ATen/ATen.h>
-
 #include <algorithm>
 #include <cstdint>
+#include <stdexcept>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -76,7 +78,7 @@
 #include "fastrnn/cells.h"
 #include "fastrnn/steps.h"
 
-namespace fastrnn::ops {
+namespace fastrnn {
 
 // How the rows of a sequence matrix split into time steps. Packed sequences (batch_sizes, as
 // torch.nn.utils.rnn.PackedSequence) have a non-increasing number of rows per step, so step t
@@ -140,7 +142,7 @@ struct ForwardIO {
   // x W_ih^T of every row [N, G], computed before the call in bfloat16 (CPU bfloat16 calls: a
   // bfloat16 GEMM, as torch.nn's), or null: the driver's GEMM computes it. With x_proj, x may
   // be null (nothing else reads it unless the prepared weights compute the input in the steps).
-  const c10::BFloat16* x_proj = nullptr;
+  const uint16_t* x_proj = nullptr;  // bfloat16 bits
 };
 
 template <class T, class A>
@@ -167,21 +169,20 @@ struct BackwardIO {
 
 namespace detail {
 
-template <class U>
-U* data_of(const at::Tensor& buffer) {
-  return static_cast<U*>(buffer.data_ptr());
-}
+template <class Backend, class U>
+using Buffer = typename Backend::template Buffer<U>;
 
 // A writable buffer of type A holding a copy of `source` (type T): `in_place` (an output of
 // type T the caller will overwrite anyway) when A is T, else scratch kept in `holder`.
 template <class A, class T, class Backend>
-A* as_acc(const Backend& backend, at::Tensor& holder, T* in_place, const T* source, int64_t n) {
+A* as_acc(const Backend& backend, Buffer<Backend, A>& holder, T* in_place, const T* source,
+          int64_t n) {
   A* buffer;
   if constexpr (std::is_same_v<A, T>) {
     buffer = in_place;
   } else {
     holder = backend.template scratch<A>(n);
-    buffer = data_of<A>(holder);
+    buffer = holder.data();
   }
   backend.copy(buffer, source, n);
   return buffer;
@@ -189,13 +190,14 @@ A* as_acc(const Backend& backend, at::Tensor& holder, T* in_place, const T* sour
 
 // `source` (type T) read as type A: itself when A is T, else a converted copy kept in `holder`.
 template <class A, class T, class Backend>
-const A* read_as_acc(const Backend& backend, at::Tensor& holder, const T* source, int64_t n) {
+const A* read_as_acc(const Backend& backend, Buffer<Backend, A>& holder, const T* source,
+                     int64_t n) {
   if constexpr (std::is_same_v<A, T>) {
     return source;
   } else {
     holder = backend.template scratch<A>(n);
-    backend.copy(data_of<A>(holder), source, n);
-    return data_of<A>(holder);
+    backend.copy(holder.data(), source, n);
+    return holder.data();
   }
 }
 
@@ -231,20 +233,6 @@ void step_with_previous(const Backend& backend, const Step& step, Rows<const U> 
 }
 
 }  // namespace detail
-
-// Column sums of a [rows, cols] matrix into (or added to) out [cols], by torch's reduction, for
-// a backend's sum_rows; `options` give the matrix's dtype and device.
-template <class T>
-void torch_sum_rows(const at::TensorOptions& options, const T* matrix, int64_t rows, int64_t cols,
-                    T* out, bool accumulate) {
-  at::Tensor result = at::from_blob(out, {cols}, options);
-  const at::Tensor m = at::from_blob(const_cast<T*>(matrix), {rows, cols}, options);
-  if (accumulate) {
-    result.add_(m.sum(0));
-  } else {
-    at::sum_out(result, m, {0});
-  }
-}
 
 // The recurrent product of one forward step followed by the cell's step kernel, as separate
 // calls: the generic Backend::forward_step (the CPU backend fuses the two). `step` is the
@@ -311,7 +299,7 @@ void recurrence_forward(const Backend& backend, const SequenceShape& shape,
                         bool reverse) {
   using T = typename Backend::T;
   using A = typename Backend::A;
-  using detail::data_of;
+  using detail::Buffer;
   constexpr bool kLstm = kCell == CellKind::kLstm;
   constexpr bool kGru = kCell == CellKind::kGru;
   const int64_t steps = shape.steps(), B = shape.batch(), N = shape.total_rows();
@@ -328,7 +316,7 @@ void recurrence_forward(const Backend& backend, const SequenceShape& shape,
   const int64_t ld = kGru ? 4 * H : (kLstm && training) ? 5 * H : G;
   const int64_t chunk_steps =
       std::max<int64_t>(1, Backend::kChunkRows / std::max<int64_t>(1, B));
-  at::Tensor pre_scratch;
+  Buffer<Backend, A> pre_scratch;
   if (!training) {
     pre_scratch = backend.template scratch<A>(std::min(N, chunk_steps * B) * ld);
   }
@@ -340,19 +328,23 @@ void recurrence_forward(const Backend& backend, const SequenceShape& shape,
   // Both start as h0: rows that start late (the reverse direction of a packed batch) read h0
   // from whichever buffer is current then. The LSTM cell state is updated in place, rows
   // [0, rows(t)) at step t, so it ends as c_n.
-  at::Tensor h_buffers = backend.template scratch<T>(2 * B * P);
-  T* const h_even = data_of<T>(h_buffers);
+  Buffer<Backend, T> h_buffers = backend.template scratch<T>(2 * B * P);
+  T* const h_even = h_buffers.data();
   T* const h_odd = h_even + B * P;
   backend.copy(h_even, io.h0, B * P);
   backend.copy(h_odd, io.h0, B * P);
-  at::Tensor c_holder;
+  Buffer<Backend, A> c_holder;
   A* c_state = nullptr;
   if constexpr (kLstm) c_state = detail::as_acc<A>(backend, c_holder, io.c_n, io.c0, B * H);
-  at::Tensor hh_scratch = kGru ? backend.template scratch<A>(B * G) : at::Tensor();
-  at::Tensor r_scratch = project ? backend.template scratch<T>(B * H) : at::Tensor();
+  Buffer<Backend, A> hh_scratch;
+  Buffer<Backend, T> r_scratch;
+  if (kGru) hh_scratch = backend.template scratch<A>(B * G);
+  if (project) r_scratch = backend.template scratch<T>(B * H);
   const auto prepared = backend.template prepare_forward<kCell>(w, B, steps);
-  TORCH_CHECK(io.x != nullptr || N * I == 0 || (io.x_proj != nullptr && !prepared.input_in_steps),
-              "fastrnn: a forward without its input needs the input projection precomputed");
+  if (!(io.x != nullptr || N * I == 0 || (io.x_proj != nullptr && !prepared.input_in_steps))) {
+    throw std::invalid_argument(
+        "fastrnn: a forward without its input needs the input projection precomputed");
+  }
 
   // The cell's step for the s-th step in the recurrence's order (a pure function of s, so a
   // backend may build steps on any thread), the state it reads and its input rows.
@@ -385,7 +377,7 @@ void recurrence_forward(const Backend& backend, const SequenceShape& shape,
       step.c = {c_state, H};
       if (training) step.c_saved = {pre_t + 4 * H, ld};
       if (project) {
-        step.h = {data_of<T>(r_scratch), H};  // the projection's input; h = r W_hr^T below
+        step.h = {r_scratch.data(), H};  // the projection's input; h = r W_hr^T below
       } else {
         step.h = {h_new, H};
         step.y = {y_t, H};
@@ -410,7 +402,7 @@ void recurrence_forward(const Backend& backend, const SequenceShape& shape,
     const int64_t t_first = reverse ? steps - s1 : s0, t_last = reverse ? steps - 1 - s0 : s1 - 1;
     row_base = shape.offset(t_first);
     const int64_t chunk_rows = shape.offset(t_last + 1) - row_base;
-    pre_rows = training ? io.workspace + row_base * ld : data_of<A>(pre_scratch);
+    pre_rows = training ? io.workspace + row_base * ld : pre_scratch.data();
     bool projected = false;
     if constexpr (requires { backend.widen_rows(io.x_proj, G, pre_rows, ld, chunk_rows, G); }) {
       if (io.x_proj != nullptr) {
@@ -430,14 +422,14 @@ void recurrence_forward(const Backend& backend, const SequenceShape& shape,
                                              static_cast<A*>(nullptr), training);
         T* h_new = s % 2 == 0 ? h_odd : h_even;
         const int64_t t = reverse ? steps - 1 - s : s;
-        backend.gemm(false, true, step.rows, P, H, data_of<T>(r_scratch), H, w.w_hr, H, false,
+        backend.gemm(false, true, step.rows, P, H, r_scratch.data(), H, w.w_hr, H, false,
                      h_new, P);
         backend.copy_rows(h_new, P, io.y + shape.offset(t) * P, P, step.rows, P);
       }
     } else {
       backend.template forward_steps<kCell>(
           s1 - s0, [&](int64_t i) { return step_at(s0 + i); }, prepared,
-          kGru ? data_of<A>(hh_scratch) : static_cast<A*>(nullptr), training);
+          kGru ? hh_scratch.data() : static_cast<A*>(nullptr), training);
     }
   }
 
@@ -467,7 +459,7 @@ void recurrence_backward(const Backend& backend, const SequenceShape& shape,
                          bool reverse) {
   using T = typename Backend::T;
   using A = typename Backend::A;
-  using detail::data_of;
+  using detail::Buffer;
   constexpr bool kLstm = kCell == CellKind::kLstm;
   constexpr bool kGru = kCell == CellKind::kGru;
   const int64_t steps = shape.steps(), B = shape.batch(), N = shape.total_rows();
@@ -478,7 +470,7 @@ void recurrence_backward(const Backend& backend, const SequenceShape& shape,
 
   // dh (and dc) carry dL/dh (dL/dc) backwards through time, starting from dh_n (dc_n); they
   // live in dh0 (dc0) when A is T.
-  at::Tensor dh_holder, dc_holder, c0_holder;
+  Buffer<Backend, A> dh_holder, dc_holder, c0_holder;
   A* dh = detail::as_acc<A>(backend, dh_holder, io.dh0, io.dh_n, B * P);
   A* dc = nullptr;
   const A* c0 = nullptr;  // c_{t-1} of the rows that start from the initial state
@@ -494,15 +486,16 @@ void recurrence_backward(const Backend& backend, const SequenceShape& shape,
   // gradients accumulate over the chunks.
   const int64_t chunk_steps = std::max<int64_t>(1, Backend::kChunkRows / std::max<int64_t>(1, B));
   const int64_t chunk_capacity = std::min(N, chunk_steps * B);
-  at::Tensor dgates_ih_buffer = backend.template scratch<T>(chunk_capacity * G);
-  at::Tensor dgates_hh_buffer =
-      kGru ? backend.template scratch<T>(chunk_capacity * G) : dgates_ih_buffer;
-  T* const dgates_ih = data_of<T>(dgates_ih_buffer);
-  T* const dgates_hh = data_of<T>(dgates_hh_buffer);
-  at::Tensor h_prev_buffer = backend.template scratch<T>(chunk_capacity * P);  // h_{t-1} rows
+  Buffer<Backend, T> dgates_ih_buffer = backend.template scratch<T>(chunk_capacity * G);
+  Buffer<Backend, T> dgates_hh_buffer =
+      kGru ? backend.template scratch<T>(chunk_capacity * G) : Buffer<Backend, T>();
+  T* const dgates_ih = dgates_ih_buffer.data();
+  T* const dgates_hh = kGru ? dgates_hh_buffer.data() : dgates_ih;
+  Buffer<Backend, T> h_prev_buffer = backend.template scratch<T>(chunk_capacity * P);  // h_{t-1}
   // Projection: a chunk's dL/dh [rows, P] and the projection's input r [rows, H] (for dW_hr),
   // and dL/dr of one step [B, H].
-  at::Tensor dh_chunk, r_chunk, dr;
+  Buffer<Backend, T> dh_chunk, r_chunk;
+  Buffer<Backend, A> dr;
   if (project) {
     dh_chunk = backend.template scratch<T>(chunk_capacity * P);
     r_chunk = backend.template scratch<T>(chunk_capacity * H);
@@ -541,11 +534,11 @@ void recurrence_backward(const Backend& backend, const SequenceShape& shape,
         step.dgates = {dgates_ih + local * G, G};
         if (project) {  // whole steps only (u0 = 0, u1 = H)
           // dL/dh_t = dy_t + the carried part, then back through h = r W_hr^T.
-          T* dh_t = data_of<T>(dh_chunk) + local * P;
+          T* dh_t = dh_chunk.data() + local * P;
           backend.add(dh_t, dy_t, dh, rows * P);
-          backend.gemm(false, false, rows, H, P, dh_t, P, w.w_hr, H, false, data_of<A>(dr), H);
-          step.dh = {data_of<A>(dr), H};
-          step.r = {data_of<T>(r_chunk) + local * H, H};
+          backend.gemm(false, false, rows, H, P, dh_t, P, w.w_hr, H, false, dr.data(), H);
+          step.dh = {dr.data(), H};
+          step.r = {r_chunk.data() + local * H, H};
         } else {
           step.dh = {dh, H};
           step.dy = {dy_t, H};
@@ -579,7 +572,7 @@ void recurrence_backward(const Backend& backend, const SequenceShape& shape,
       // h_{t-1} of the step's rows, columns [u0, u1) (P = H here unless projected, when the
       // range is whole), for dW_hh: the previous step's outputs, or h0.
       const int64_t c_begin = project ? 0 : u0, c_end = project ? P : u1;
-      T* h_prev = data_of<T>(h_prev_buffer) + local * P + c_begin;
+      T* h_prev = h_prev_buffer.data() + local * P + c_begin;
       backend.copy_rows(io.y + from.offset * P + c_begin, P, h_prev, P, from.split,
                         c_end - c_begin);
       backend.copy_rows(io.h0 + from.split * P + c_begin, P, h_prev + from.split * P, P,
@@ -602,12 +595,12 @@ void recurrence_backward(const Backend& backend, const SequenceShape& shape,
     }
     backend.gemm(true, false, G, I, chunk_rows, dgates_ih, G, io.x + row_base * I, I,
                  !first_chunk, io.dw_ih, I);
-    backend.gemm(true, false, G, P, chunk_rows, dgates_hh, G, data_of<T>(h_prev_buffer), P,
+    backend.gemm(true, false, G, P, chunk_rows, dgates_hh, G, h_prev_buffer.data(), P,
                  !first_chunk, io.dw_hh, P);
     backend.sum_rows(dgates_ih, chunk_rows, G, io.db_ih, !first_chunk);
     backend.sum_rows(dgates_hh, chunk_rows, G, io.db_hh, !first_chunk);
     if (project) {
-      backend.gemm(true, false, P, H, chunk_rows, data_of<T>(dh_chunk), P, data_of<T>(r_chunk),
+      backend.gemm(true, false, P, H, chunk_rows, dh_chunk.data(), P, r_chunk.data(),
                    H, !first_chunk, io.dw_hr, H);
     }
   }
@@ -624,4 +617,4 @@ void recurrence_backward(const Backend& backend, const SequenceShape& shape,
   }
 }
 
-}  // namespace fastrnn::ops
+}  // namespace fastrnn
