@@ -91,7 +91,7 @@ bool runs_raw_bf16(const LayerSizes& s) {
 // bfloat16 as stored (such steps read W_hh as stored anyway, so float32 copies of the weights,
 // 10x the step itself for an online H=256 LSTM, would buy nothing), and the rest widened into
 // one float32 buffer. A packed batch of one is the same T steps of one row.
-void forward_raw_bf16(const RawForward& f) {
+void forward_raw_bf16(const LayerForward& f) {
   const LayerSizes& s = f.sizes;
   TORCH_CHECK(runs_raw_bf16(s),
               "cpu_forward_raw: a bfloat16 call that reads W_hh as stored, got ", s.batch,
@@ -146,31 +146,6 @@ void forward_raw_bf16(const RawForward& f) {
   round(io.c_n, n_c, f.c_n);
 }
 
-// An op call (make_call's contiguous tensors, allocate_forward's outputs) as a RawForward.
-RawForward raw_of(CellKind cell, const LayerCall& call, const ForwardOutputs& out) {
-  auto data = [](const OptionalTensor& t) -> const void* { return t ? t->data_ptr() : nullptr; };
-  RawForward f;
-  f.cell = cell;
-  f.dtype = call.input.scalar_type();
-  f.sizes = call.sizes;
-  f.reverse = call.reverse;
-  f.x = call.input.data_ptr();
-  f.h0 = call.hx.data_ptr();
-  f.c0 = call.cx.defined() ? call.cx.data_ptr() : nullptr;
-  f.w_ih = call.w_ih.data_ptr();
-  f.w_hh = call.w_hh.data_ptr();
-  f.b_ih = data(call.b_ih);
-  f.b_hh = data(call.b_hh);
-  f.w_hr = data(call.w_hr);
-  f.y = out.output.data_ptr();
-  f.h_n = out.hy.data_ptr();
-  f.c_n = out.cy.defined() ? out.cy.data_ptr() : nullptr;
-  // A [0] workspace means inference (as run_forward reads it).
-  f.workspace = out.workspace.defined() && out.workspace.numel() > 0 ? out.workspace.data_ptr()
-                                                                     : nullptr;
-  return f;
-}
-
 struct CpuDevice {
   static void check_dtype(const char* op, const at::Tensor& input) {
     const auto dtype = input.scalar_type();
@@ -183,7 +158,7 @@ struct CpuDevice {
   template <CellKind kCell>
   static void forward(const LayerCall& call, const ForwardOutputs& out) {
     if (call.input.scalar_type() == at::kBFloat16 && runs_raw_bf16(call.sizes)) {
-      forward_raw_bf16(raw_of(kCell, call, out));
+      forward_raw_bf16(forward_of(kCell, call, out));
       return;
     }
     if (is_half(call.input)) {
@@ -194,15 +169,14 @@ struct CpuDevice {
       f.workspace = out.workspace;  // float32 already
       const bool bf16 = call.input.scalar_type() == at::kBFloat16;
       const at::Tensor x_proj = bf16_projection(call);
-      run_forward<kCell>(cpu::CpuBackend<float>(bf16), float_call(call, !x_proj.defined()), f,
-                         x_proj);
+      run_forward<kCell>(cpu::CpuBackend<float>(bf16),
+                         forward_of(kCell, float_call(call, !x_proj.defined()), f, x_proj));
       copy_into(out.output, f.output);
       copy_into(out.hy, f.hy);
       copy_into(out.cy, f.cy);
       return;
     }
-    AT_DISPATCH_FLOATING_TYPES(call.input.scalar_type(), forward_op_name(kCell),
-                               [&] { run_forward<kCell>(cpu::CpuBackend<scalar_t>(), call, out); });
+    cpu_forward_raw(forward_of(kCell, call, out));
   }
 
   template <CellKind kCell>
@@ -248,30 +222,15 @@ void cpu_forward(CellKind cell, const LayerCall& call, const ForwardOutputs& out
   }
 }
 
-void cpu_forward_raw(const RawForward& f) {
+void cpu_forward_raw(const LayerForward& f) {
   if (f.dtype == at::kBFloat16) return forward_raw_bf16(f);
   TORCH_CHECK(f.dtype == at::kFloat || f.dtype == at::kDouble,
               "cpu_forward_raw: float32, float64 or bfloat16, got ", f.dtype);
   AT_DISPATCH_FLOATING_TYPES(f.dtype, "cpu_forward_raw", [&] {
     using T = scalar_t;
-    ForwardIO<T, T> io;
-    io.x = static_cast<const T*>(f.x);
-    io.h0 = static_cast<const T*>(f.h0);
-    io.c0 = static_cast<const T*>(f.c0);
-    io.y = static_cast<T*>(f.y);
-    io.h_n = static_cast<T*>(f.h_n);
-    io.c_n = static_cast<T*>(f.c_n);
-    LayerWeights<T> w;
-    w.input_size = f.sizes.input;
-    w.hidden_size = f.sizes.hidden;
-    w.proj_size = f.sizes.projected ? f.sizes.output : 0;
-    w.w_ih = static_cast<const T*>(f.w_ih);
-    w.w_hh = static_cast<const T*>(f.w_hh);
-    w.b_ih = static_cast<const T*>(f.b_ih);
-    w.b_hh = static_cast<const T*>(f.b_hh);
-    w.w_hr = static_cast<const T*>(f.w_hr);
-    run_recurrence<T>(f.cell, cpu::CpuBackend<T>(), SequenceShape(f.sizes.steps, f.sizes.batch),
-                      w, io, f.reverse);
+    run_recurrence<T>(f.cell, cpu::CpuBackend<T>(), sequence_of(f.sizes, f.batch_sizes),
+                      weights_of<T>(f.sizes, f.w_ih, f.w_hh, f.b_ih, f.b_hh, f.w_hr),
+                      forward_io<T, T>(f), f.reverse);
   });
 }
 

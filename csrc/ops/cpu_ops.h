@@ -4,6 +4,7 @@
 
 #include "fastrnn/cells.h"
 #include "ops/layer_ops.h"
+#include "ops/run_layer.h"
 
 namespace fastrnn::ops {
 
@@ -12,25 +13,12 @@ namespace fastrnn::ops {
 // float16, bfloat16).
 void cpu_forward(CellKind cell, const LayerCall& call, const ForwardOutputs& out);
 
-// One layer and direction of a float32 or float64 inference call, or of a bfloat16 call that
-// reads its weights as stored (cpu_bf16_raw), on raw, contiguous storage. The fast path's calls:
-// their state rows point straight into the stack's [layers * directions, B, P] tensors, with no
-// views, no LayerCall and no workspace tensor (each of those is a dispatcher call or an
-// allocation, a few hundred ns apiece, on a call whose whole step can take 5 us). Such bfloat16
-// op calls come here too (cpu_ops.cpp), with their workspace when they train. `sizes` from
-// check_layer; b_ih, b_hh and w_hr may be null.
-struct RawForward {
-  CellKind cell = CellKind::kLstm;
-  at::ScalarType dtype = at::kFloat;
-  LayerSizes sizes;
-  bool reverse = false;
-  const void *x = nullptr, *h0 = nullptr, *c0 = nullptr;  // c0: LSTM only
-  const void *w_ih = nullptr, *w_hh = nullptr, *b_ih = nullptr, *b_hh = nullptr,
-             *w_hr = nullptr;
-  void *y = nullptr, *h_n = nullptr, *c_n = nullptr;  // c_n: LSTM only
-  void* workspace = nullptr;  // bfloat16 only (its op calls): float32 [T, W] to save, or null
-};
-void cpu_forward_raw(const RawForward& f);
+// One layer and direction of a float32 or float64 call, or of a bfloat16 call that reads its
+// weights as stored (cpu_bf16_raw), on storage: the CPU forward entry of the op's float32 and
+// float64 calls (after make_call and allocate_forward) and of the fast path (whose calls have
+// no LayerCall, no views and no workspace tensor: each of those is a dispatcher call or an
+// allocation, a few hundred ns apiece, on a call whose whole step can take 5 us).
+void cpu_forward_raw(const LayerForward& f);
 
 // Whether a bfloat16 call of `batch` rows a step and `steps` steps (padded, or packed of batch
 // 1) runs on raw storage: the calls whose steps read W_hh as stored (batch 1, and short calls of

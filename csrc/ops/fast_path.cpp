@@ -140,7 +140,7 @@ py::object run_stack(CellKind cell, const at::Tensor& input, const at::Tensor* h
         const at::Tensor output = allocate({T, B, P}, options);
         if (raw) {
           const OptionalTensor none_given;
-          RawForward f;
+          LayerForward f;
           f.cell = cell;
           f.dtype = dtype;
           f.sizes = check_layer(op, cell, LayerTensors{layer_input, none_given, none_given, w[0],

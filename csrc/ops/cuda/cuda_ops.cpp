@@ -183,7 +183,7 @@ struct CudaDevice {
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, call.input.scalar_type(),
                                     forward_op_name(kCell), [&] {
       using T = typename DeviceType<scalar_t>::type;
-      run_forward<kCell>(CudaBackend<T>(call.input.options()), call, out);
+      run_forward<kCell>(CudaBackend<T>(call.input.options()), forward_of(kCell, call, out));
     });
   }
 
