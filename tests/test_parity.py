@@ -52,7 +52,7 @@ def test_module_matches_torch(mode, num_layers, bidirectional, batch_first, bias
                          ids=str)
 @pytest.mark.parametrize("mode", MODES)
 def test_weight_layouts_match_torch(mode, batch, steps, generator):
-    """Both sides of the rule that picks W_hh's layout (cpu_backend.h, reads_weights_as_stored):
+    """Both sides of the rule that picks W_hh's layout (cpu/tuning.h, reads_weights_as_stored):
     as stored for short calls of a few rows (2 x 16, 8 x 4, 8 x 12 at the float32 bar), else
     packed into panels (8 x 13, 9 x 1, 3 x 40), with a hidden size (37) that leaves the last
     panel partly filled and the packing's last tile of k partial."""
@@ -108,7 +108,7 @@ def test_threaded_steps_match_torch(mode, generator):
 @pytest.mark.parametrize("mode", MODES)
 def test_steps_with_input_projection_match_torch(mode, batch, dtype, threads, generator):
     """Steps of 4 or more rows, in calls of 256 rows or more, compute x W_ih^T in the step
-    kernel, from W_ih packed like W_hh (cpu_backend.h, kFusedInputRows, kFusedInputCallRows):
+    kernel, from W_ih packed like W_hh (cpu/tuning.h, kFusedInputRows, kFusedInputCallRows):
     batches at the bar and past it, whose tiles of rows split unevenly (5, 13, 32), an input
     size with a masked tail in both layers of a bidirectional stack, and the threaded split of
     the panels."""

@@ -1,5 +1,7 @@
-// The fused forward step kernels (step_kernels.h: Panels, FusedForwardStep) as templates over a
-// vector type V; included by step_kernels_impl.h inside each instruction set's target region.
+// The fused forward step kernels (step_kernels.h: Panels, FusedForwardStep), backward's
+// hidden_grad and the tiled GEMM, as templates over a vector type V; included by
+// step_kernels_impl.h inside each instruction set's target region. (About 600 lines in one file:
+// every kernel here is built on the same micro-kernel, tile and column-group templates.)
 //
 // For each panel (a block of hidden units, every gate) and each block of MR rows of h, the
 // micro-kernel accumulates an MR x NV tile of vectors, acc[r][v] = sum_k h[r, k] * panel[k][v],

@@ -235,8 +235,8 @@ void cpu_forward_raw(const LayerForward& f) {
 }
 
 bool cpu_bf16_raw(int64_t batch, int64_t steps) {
-  return cpu::CpuBackend<float>::reads_weights_as_stored(batch, steps,
-                                                        cpu::step_kernels<float>().bf16_products);
+  return cpu::tuning::reads_weights_as_stored(batch, steps,
+                                              cpu::step_kernels<float>().bf16_products);
 }
 
 TORCH_LIBRARY_IMPL(fastrnn, CPU, m) { register_layer_ops<CpuDevice>(m); }

@@ -22,7 +22,7 @@ void cpu_forward_raw(const LayerForward& f);
 
 // Whether a bfloat16 call of `batch` rows a step and `steps` steps (padded, or packed of batch
 // 1) runs on raw storage: the calls whose steps read W_hh as stored (batch 1, and short calls of
-// a few rows: cpu::CpuBackend::reads_weights_as_stored), which need no float32 copy of it.
+// a few rows: cpu::tuning::reads_weights_as_stored), which need no float32 copy of it.
 bool cpu_bf16_raw(int64_t batch, int64_t steps);
 
 }  // namespace fastrnn::ops

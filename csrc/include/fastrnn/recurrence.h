@@ -1,5 +1,6 @@
 // The recurrence driver: a whole sequence of one layer and one direction, forward or backward,
-// for any cell and any device. The four cells differ only in their step kernels and in which
+// for any cell and any device. (About 600 lines in one file: forward and backward share the
+// Backend contract below, the call structs and the row bookkeeping of packed sequences.) The four cells differ only in their step kernels and in which
 // buffers they carry (LSTM: a cell state and an optional projection; GRU: a separate recurrent
 // product, because r multiplies W_hn h + b_hn); the devices differ only in their Backend:
 //
