@@ -303,15 +303,7 @@ class CpuBackend {
     const int threads = tuning::threads_for(w.panels.count, flops_per_panel,
                                             steps > 1 ? tuning::kMinFlopsPerThreadInSequence
                                                       : tuning::kMinFlopsPerThread);
-    if (threads <= 1) {
-      for (int64_t s = 0; s < steps; ++s) run_share(s, 0, w.panels.count);
-      return;
-    }
-    const int64_t count = w.panels.count;
-    const int64_t chunks = tuning::chunks_for(threads, count, flops_per_panel);
-    run_stages(threads, steps, chunks, [&](int64_t s, int64_t chunk) {
-      run_share(s, count * chunk / chunks, count * (chunk + 1) / chunks);
-    });
+    tuning::split_stages(threads, steps, w.panels.count, flops_per_panel, run_share);
   }
 
   // ---- backward: the recurrent product with fastrnn's micro-kernel, steps split by units ----
@@ -356,24 +348,18 @@ class CpuBackend {
                       int64_t flops_per_step) const {
     const int64_t width = kernels_.vector_width;
     const int64_t blocks = (units + width - 1) / width;  // units in whole vectors per thread
-    const int threads =
-        splittable ? tuning::threads_for(blocks, flops_per_step / std::max<int64_t>(1, blocks))
-                   : 1;
-    if (threads <= 1) {
-      for (int64_t k = k0; k < k1; ++k) {
-        pointwise(k, 0, units);
-        recurrent(k, 0, columns);
-      }
-      return;
-    }
+    const int64_t flops_per_block = flops_per_step / std::max<int64_t>(1, blocks);
+    const int threads = splittable ? tuning::threads_for(blocks, flops_per_block) : 1;
     // Two stages an iteration: the pointwise half, then the recurrent half, over the same
-    // chunks of units (whole vectors each).
-    const int64_t chunks = tuning::chunks_for(threads, blocks, flops_per_step / blocks);
-    run_stages(threads, 2 * (k1 - k0), chunks, [&](int64_t stage, int64_t chunk) {
-      const int64_t u0 = std::min(units, blocks * chunk / chunks * width);
-      const int64_t u1 = std::min(units, blocks * (chunk + 1) / chunks * width);
-      if (u1 <= u0) return;
-      if (stage % 2 == 0) {
+    // chunks of units (whole vectors each). The caller alone (one thread, or not splittable:
+    // P != H) takes every unit, then every column.
+    tuning::split_stages(threads, 2 * (k1 - k0), blocks, flops_per_block,
+                         [&](int64_t stage, int64_t b0, int64_t b1) {
+      const bool pointwise_half = stage % 2 == 0, whole = b0 == 0 && b1 == blocks;
+      const int64_t u0 = whole ? 0 : std::min(units, b0 * width);
+      const int64_t u1 = whole ? (pointwise_half ? units : columns) : std::min(units, b1 * width);
+      if (u1 <= u0 && !whole) return;
+      if (pointwise_half) {
         pointwise(k0 + stage / 2, u0, u1);
       } else {
         recurrent(k0 + stage / 2, u0, u1);

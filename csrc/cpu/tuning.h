@@ -83,6 +83,23 @@ inline int64_t chunks_for(int threads, int64_t items, int64_t flops_per_item) {
   return clamp_chunks(threads, items, items * flops_per_item / kMinFlopsPerThreadInSequence);
 }
 
+// The step loops' one team loop: body(stage, begin, end) for every stage in order and a split
+// of the items [0, items) of `flops_per_item` each, on `threads` threads (run_stages: a barrier
+// between stages, chunks_for's chunks, a descheduled thread's chunks taken over), or on the
+// caller alone, body(stage, 0, items), when `threads` is 1.
+template <class Body>
+void split_stages(int threads, int64_t stages, int64_t items, int64_t flops_per_item,
+                  const Body& body) {
+  if (threads <= 1) {
+    for (int64_t stage = 0; stage < stages; ++stage) body(stage, 0, items);
+    return;
+  }
+  const int64_t chunks = chunks_for(threads, items, flops_per_item);
+  run_stages(threads, stages, chunks, [&](int64_t stage, int64_t chunk) {
+    body(stage, items * chunk / chunks, items * (chunk + 1) / chunks);
+  });
+}
+
 // body(begin, end) over [0, items) in chunks of `grain` items or more, on the step loops'
 // threads (run_stages: a descheduled thread's chunks are taken over).
 template <class Body>
