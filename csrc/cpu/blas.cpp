@@ -105,7 +105,8 @@ void tiled_gemm(const StepKernels<float>& kernels, bool trans_a, int64_t m, int6
   constexpr int64_t kRows = 48, kCols = 64, kMinFlops = 200000;
   if (m <= 0 || n <= 0) return;
   const int64_t row_blocks = (m + kRows - 1) / kRows, col_blocks = (n + kCols - 1) / kCols;
-  const int64_t grain = std::max<int64_t>(1, kMinFlops / (2 * kRows * kCols * std::max<int64_t>(1, k)));
+  const int64_t block_flops = 2 * kRows * kCols * std::max<int64_t>(1, k);
+  const int64_t grain = std::max<int64_t>(1, kMinFlops / block_flops);
   at::parallel_for(0, row_blocks * col_blocks, grain, [&](int64_t begin, int64_t end) {
     GemmBlock<float> g{.a = a, .lda = lda, .trans_a = trans_a, .b = b, .ldb = ldb, .c = c,
                        .ldc = ldc, .inner = k, .accumulate = accumulate};

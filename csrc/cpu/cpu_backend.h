@@ -1,7 +1,7 @@
 // The CPU backend of the recurrence driver (fastrnn/recurrence.h): BLAS GEMMs called directly
 // (no dispatcher inside the step loop), the step kernels of the instruction set chosen at run
-// time, split across torch's intra-op threads when a step is big enough, and torch's CPU
-// allocator for scratch. One type throughout: float or double (A = T).
+// time, split across torch's intra-op threads when a step is big enough, and the block cache
+// for scratch. One type throughout: float or double (A = T).
 #pragma once
 
 #include <ATen/ATen.h>
@@ -19,13 +19,13 @@
 
 #include "backend/torch_buffers.h"
 #include "cpu/blas.h"
+#include "cpu/block_cache.h"
 #include "cpu/isa.h"
 #include "cpu/stage_team.h"
 #include "cpu/tuning.h"
 #include "cpu/weight_packing.h"
 #include "fastrnn/cells.h"
 #include "fastrnn/debug.h"
-#include "cpu/block_cache.h"
 #include "fastrnn/recurrence.h"
 
 namespace fastrnn::cpu {

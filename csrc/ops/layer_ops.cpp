@@ -2,8 +2,8 @@
 
 #include <ATen/OpMathType.h>
 
-#include "fastrnn/debug.h"
 #include "cpu/block_cache.h"
+#include "fastrnn/debug.h"
 
 namespace fastrnn::ops {
 

@@ -1,7 +1,8 @@
 // The recurrence driver: a whole sequence of one layer and one direction, forward or backward,
-// for any cell and any device. (About 600 lines in one file: forward and backward share the
-// Backend contract below, the call structs and the row bookkeeping of packed sequences.) The four cells differ only in their step kernels and in which
-// buffers they carry (LSTM: a cell state and an optional projection; GRU: a separate recurrent
+// for any cell and any device. Torch-free: the backend supplies GEMMs, kernels and scratch.
+// (About 600 lines in one file: forward and backward share the Backend contract below, the
+// call structs and the row bookkeeping of packed sequences.) The four cells differ only in
+// their step kernels and in which buffers they carry (LSTM: a cell state and an optional projection; GRU: a separate recurrent
 // product, because r multiplies W_hn h + b_hn); the devices differ only in their Backend:
 //
 //   struct Backend {
