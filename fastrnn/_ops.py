@@ -21,9 +21,11 @@ from torch import Tensor
 
 from fastrnn import _C  # noqa: F401  (registers the op schemas and kernels)
 
-# Per-unit blocks of a workspace row (csrc/include/fastrnn/cells.h): LSTM i f g o | c,
-# GRU r z n | W_hn h + b_hn. The vanilla RNN saves nothing but its output.
-WORKSPACE_BLOCKS = {"lstm": 5, "gru": 4}
+# The extension's cells by name (csrc/include/fastrnn/cells.h, kCells): each a dict of code,
+# name, gates, workspace_blocks (per-unit blocks of a workspace row: LSTM i f g o | c, GRU
+# r z n | W_hn h + b_hn; 0 for the vanilla RNN, which saves nothing but its output) and
+# cell_state (whether it carries c beside h, and may have a projection).
+CELLS = {cell["name"]: cell for cell in _C.cells()}
 
 
 def _sequence_shape(input: Tensor, batch_sizes: Tensor | None, features: int) -> tuple[int, ...]:
@@ -41,7 +43,7 @@ def _workspace(cell: str, input: Tensor, batch_sizes: Tensor | None, hidden: int
     dtype = torch.float32 if input.dtype in (torch.float16, torch.bfloat16) else input.dtype
     if not train:
         return input.new_empty((0,), dtype=dtype)
-    return input.new_empty((_rows(input, batch_sizes), WORKSPACE_BLOCKS[cell] * hidden), dtype=dtype)
+    return input.new_empty((_rows(input, batch_sizes), CELLS[cell]["workspace_blocks"] * hidden), dtype=dtype)
 
 
 def _grad_input_like(input: Tensor, input_grad: bool) -> Tensor:

@@ -49,8 +49,13 @@ def _stack(cell: str, input: Tensor, hx: Tensor | None, cx: Tensor | None, param
         input = input.transpose(0, 1)
     if batch_sizes is None and input.size(0) == 0:
         raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
-    # The LSTM and GRU ops save a workspace for backward only when a gradient will be asked for.
-    train = _needs_grad([input, hx, cx, *params])
+    # The ops of cells with a workspace (LSTM, GRU) save it for backward only when a gradient
+    # will be asked for: their `train` flag. Cells with a cell state (LSTM) take and return c
+    # beside h, and a projection.
+    info = _ops.CELLS[cell]
+    op = getattr(torch.ops.fastrnn, cell + "_forward")
+    train_flag = (_needs_grad([input, hx, cx, *params]),) if info["workspace_blocks"] else ()
+    has_cell_state = info["cell_state"]
 
     layer_input = input
     h_n: list[Tensor] = []
@@ -73,22 +78,16 @@ def _stack(cell: str, input: Tensor, hx: Tensor | None, cx: Tensor | None, param
             h0 = hx[index] if hx is not None else None
             if share_zeros and h_n:
                 h0 = h_n[0].new_zeros(h_n[0].shape)
-            if cell == "lstm":
+            if has_cell_state:
                 c0 = cx[index] if cx is not None else None
                 if share_zeros and c_n:
                     c0 = c_n[0].new_zeros(c_n[0].shape)
-                y, hy, cy, _ = torch.ops.fastrnn.lstm_forward(
-                    layer_input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, train)
+                y, hy, cy, *_ = op(layer_input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr,
+                                   batch_sizes, reverse, *train_flag)
                 c_n.append(cy)
-            elif cell == "gru":
-                y, hy, _ = torch.ops.fastrnn.gru_forward(
-                    layer_input, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, train)
-            elif cell == "rnn_tanh":
-                y, hy = torch.ops.fastrnn.rnn_tanh_forward(
-                    layer_input, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse)
             else:
-                y, hy = torch.ops.fastrnn.rnn_relu_forward(
-                    layer_input, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse)
+                y, hy, *_ = op(layer_input, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse,
+                               *train_flag)
             outputs.append(y)
             h_n.append(hy)
         layer_input = outputs[0] if directions == 1 else torch.cat(outputs, dim=-1)
@@ -98,7 +97,7 @@ def _stack(cell: str, input: Tensor, hx: Tensor | None, cx: Tensor | None, param
     output = layer_input
     if batch_first and batch_sizes is None:
         output = output.transpose(0, 1)
-    return output, torch.stack(h_n), (torch.stack(c_n) if cell == "lstm" else None)
+    return output, torch.stack(h_n), (torch.stack(c_n) if has_cell_state else None)
 
 
 def rnn_tanh(input: Tensor, hx: Tensor | None, params: Sequence[Tensor], has_biases: bool,

@@ -20,12 +20,12 @@ from torch.nn import init
 from torch.nn.parameter import Parameter
 from torch.nn.utils.rnn import PackedSequence
 
-from fastrnn import _C, functional
+from fastrnn import _C, _ops, functional
 
 __all__ = ["RNNBase", "RNN", "LSTM", "GRU"]
 
-_GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
-_CELL_CODES = {"RNN_TANH": 0, "RNN_RELU": 1, "LSTM": 2, "GRU": 3}  # fastrnn::CellKind
+# The extension's cells (fastrnn._ops.CELLS) by torch.nn's mode string: "LSTM", "RNN_TANH", ...
+_CELLS = {name.upper(): cell for name, cell in _ops.CELLS.items()}
 
 
 def _unscriptable(name: str) -> RuntimeError:
@@ -113,9 +113,9 @@ class RNNBase(nn.Module):
             raise ValueError("proj_size should be a positive integer or zero to disable projections")
         if proj_size >= hidden_size:
             raise ValueError("proj_size has to be smaller than hidden_size")
-        if mode not in _GATES:
+        if mode not in _CELLS:
             raise ValueError("Unrecognized RNN mode: " + mode)
-        gate_size = _GATES[mode] * hidden_size
+        gate_size = _CELLS[mode]["gates"] * hidden_size
 
         self._flat_weights_names: list[str] = []
         self._all_weights: list[list[str]] = []
@@ -233,7 +233,7 @@ class RNNBase(nn.Module):
         """
         if (self.training and self.dropout > 0 and self.num_layers > 1) or torch.compiler.is_compiling():
             return None
-        return _C.forward_fast(_CELL_CODES[self.mode], input, hx, self._parameters,
+        return _C.forward_fast(_CELLS[self.mode]["code"], input, hx, self._parameters,
                                self._flat_weights_names, self.num_layers, self.bidirectional,
                                self.batch_first)
 
@@ -244,9 +244,8 @@ class RNNBase(nn.Module):
 
     def _run(self, input: Tensor, hx: Tensor | None, cx: Tensor | None,
              batch_sizes: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
-        cell = {"RNN_TANH": "rnn_tanh", "RNN_RELU": "rnn_relu", "LSTM": "lstm", "GRU": "gru"}
         return functional._stack(
-            cell[self.mode], input, hx, cx, self._flat_weights,  # type: ignore[arg-type]
+            _CELLS[self.mode]["name"], input, hx, cx, self._flat_weights,  # type: ignore[arg-type]
             self.bias, self.num_layers, self.dropout, self.training, self.bidirectional,
             self.batch_first, batch_sizes)
 

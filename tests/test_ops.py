@@ -173,6 +173,68 @@ def test_opcheck(cell, config, generator):
         torch.library.opcheck(backward_op(cell), back + (input_grad,))
 
 
+# The text of every op schema (csrc/ops/schemas.cpp writes them out from the cell list): a
+# schema is the ops' public contract (torch.ops.fastrnn, saved exported programs, ONNX export).
+SCHEMAS = [
+    ("rnn_tanh_forward(Tensor input, Tensor? hx, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
+     "Tensor? b_hh, Tensor? batch_sizes, bool reverse) -> (Tensor output, Tensor hy)"),
+    ("rnn_tanh_backward(Tensor? grad_output, Tensor? grad_hy, Tensor input, Tensor? hx, "
+     "Tensor w_ih, Tensor w_hh, Tensor output, Tensor? batch_sizes, bool reverse, bool "
+     "input_grad) -> (Tensor grad_input, Tensor grad_hx, Tensor grad_w_ih, Tensor grad_w_hh,"
+     " Tensor grad_b_ih, Tensor grad_b_hh)"),
+    ("rnn_relu_forward(Tensor input, Tensor? hx, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
+     "Tensor? b_hh, Tensor? batch_sizes, bool reverse) -> (Tensor output, Tensor hy)"),
+    ("rnn_relu_backward(Tensor? grad_output, Tensor? grad_hy, Tensor input, Tensor? hx, "
+     "Tensor w_ih, Tensor w_hh, Tensor output, Tensor? batch_sizes, bool reverse, bool "
+     "input_grad) -> (Tensor grad_input, Tensor grad_hx, Tensor grad_w_ih, Tensor grad_w_hh,"
+     " Tensor grad_b_ih, Tensor grad_b_hh)"),
+    ("lstm_forward(Tensor input, Tensor? hx, Tensor? cx, Tensor w_ih, Tensor w_hh, Tensor? "
+     "b_ih, Tensor? b_hh, Tensor? w_hr, Tensor? batch_sizes, bool reverse, bool train) -> "
+     "(Tensor output, Tensor hy, Tensor cy, Tensor workspace)"),
+    ("lstm_backward(Tensor? grad_output, Tensor? grad_hy, Tensor? grad_cy, Tensor input, "
+     "Tensor? hx, Tensor? cx, Tensor w_ih, Tensor w_hh, Tensor? w_hr, Tensor output, Tensor "
+     "workspace, Tensor? batch_sizes, bool reverse, bool input_grad) -> (Tensor grad_input, "
+     "Tensor grad_hx, Tensor grad_cx, Tensor grad_w_ih, Tensor grad_w_hh, Tensor grad_b_ih, "
+     "Tensor grad_b_hh, Tensor grad_w_hr)"),
+    ("gru_forward(Tensor input, Tensor? hx, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? "
+     "b_hh, Tensor? batch_sizes, bool reverse, bool train) -> (Tensor output, Tensor hy, "
+     "Tensor workspace)"),
+    ("gru_backward(Tensor? grad_output, Tensor? grad_hy, Tensor input, Tensor? hx, Tensor "
+     "w_ih, Tensor w_hh, Tensor output, Tensor workspace, Tensor? batch_sizes, bool reverse,"
+     " bool input_grad) -> (Tensor grad_input, Tensor grad_hx, Tensor grad_w_ih, Tensor "
+     "grad_w_hh, Tensor grad_b_ih, Tensor grad_b_hh)"),
+]
+
+
+def test_schemas_are_the_published_ones():
+    schemas = [str(getattr(torch.ops.fastrnn, f"{cell}_{kind}").default._schema)
+               for cell in CELLS for kind in ("forward", "backward")]
+    assert schemas == ["fastrnn::" + s for s in SCHEMAS]
+    for cell in CELLS:
+        for kind in ("forward", "backward"):
+            assert torch.Tag.pt2_compliant_tag in getattr(torch.ops.fastrnn, f"{cell}_{kind}").default.tags
+
+
+def test_cell_table_matches_torch_nn_and_the_ops():
+    """fastrnn._C.cells() (csrc/include/fastrnn/cells.h), which the modules, functional and the
+    fake kernels read: one entry per op pair, gate counts as torch.nn's weight shapes."""
+    modes = {"rnn_tanh": ("RNN", {"nonlinearity": "tanh"}), "rnn_relu": ("RNN", {"nonlinearity": "relu"}),
+             "lstm": ("LSTM", {}), "gru": ("GRU", {})}
+    assert list(_ops.CELLS) == list(modes)
+    assert [cell["code"] for cell in _ops.CELLS.values()] == list(range(len(modes)))
+    for name, cell in _ops.CELLS.items():
+        module_name, kwargs = modes[name]
+        reference = getattr(torch.nn, module_name)(3, 7, **kwargs)
+        assert cell["gates"] == reference.weight_ih_l0.shape[0] // 7
+        assert cell["cell_state"] == (name == "lstm")
+        assert cell["workspace_blocks"] == {"lstm": 5, "gru": 4}.get(name, 0)
+        forward, backward = forward_op(name), backward_op(name)
+        train_arguments = [a.name for a in forward._schema.arguments if a.name == "train"]
+        assert bool(train_arguments) == (cell["workspace_blocks"] > 0)
+        assert ("cx" in [a.name for a in forward._schema.arguments]) == cell["cell_state"]
+        assert ("grad_cx" in [r.name for r in backward._schema.returns]) == cell["cell_state"]
+
+
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_workspace_fully_written(cell, generator):
     """Under FASTRNN_DEBUG_POISON (set by conftest) buffers start as NaN: none may be left."""
@@ -181,7 +243,7 @@ def test_workspace_fully_written(cell, generator):
         results = forward_op(cell)(*args.values())
         workspace = results[-1]
         assert workspace.shape == (results[0].numel() // results[0].shape[-1],
-                                   _ops.WORKSPACE_BLOCKS[cell] * args["hx"].shape[1])
+                                   {"lstm": 5, "gru": 4}[cell] * args["hx"].shape[1])
         assert not torch.isnan(workspace).any()
 
 

@@ -286,9 +286,8 @@ TORCH_LIBRARY_IMPL(fastrnn, Autograd, m) {
   // create_graph_grads instead): one called directly and then differentiated raises "the
   // derivative ... is not implemented", where torch's default for custom ops would only warn
   // and return wrong gradients.
-  for (const char* name : {"rnn_tanh_backward", "rnn_relu_backward", "lstm_backward",
-                           "gru_backward"}) {
-    m.impl(name, torch::autograd::autogradNotImplementedFallback());
+  for (const CellInfo& cell : kCells) {
+    m.impl(cell.backward_op, torch::autograd::autogradNotImplementedFallback());
   }
 }
 

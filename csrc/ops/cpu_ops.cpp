@@ -69,14 +69,9 @@ at::Tensor bf16_projection(const LayerCall& call) {
 template <class T>
 void run_recurrence(CellKind cell, const cpu::CpuBackend<T>& backend, const SequenceShape& shape,
                     const LayerWeights<T>& w, const ForwardIO<T, T>& io, bool reverse) {
-  switch (cell) {
-    case CellKind::kRnnTanh:
-      return recurrence_forward<CellKind::kRnnTanh>(backend, shape, w, io, reverse);
-    case CellKind::kRnnRelu:
-      return recurrence_forward<CellKind::kRnnRelu>(backend, shape, w, io, reverse);
-    case CellKind::kLstm: return recurrence_forward<CellKind::kLstm>(backend, shape, w, io, reverse);
-    case CellKind::kGru: return recurrence_forward<CellKind::kGru>(backend, shape, w, io, reverse);
-  }
+  visit_cell(cell, [&](auto kCell) {
+    recurrence_forward<kCell()>(backend, shape, w, io, reverse);
+  });
 }
 
 // Whether a bfloat16 call of these sizes runs on raw storage (cpu_bf16_raw; a packed sequence
@@ -96,7 +91,7 @@ void forward_raw_bf16(const LayerForward& f) {
   TORCH_CHECK(runs_raw_bf16(s),
               "cpu_forward_raw: a bfloat16 call that reads W_hh as stored, got ", s.batch,
               " rows x ", s.steps, " steps");
-  const bool lstm = f.cell == CellKind::kLstm, stored_w_ih = s.steps == 1;
+  const bool lstm = cell_info(f.cell).cell_state, stored_w_ih = s.steps == 1;
   const int64_t T = s.steps, B = s.batch, I = s.input, H = s.hidden, P = s.output, G = s.gates;
   // The float32 buffer's parts, in order: inputs, then outputs.
   const int64_t n_x = T * B * I, n_h0 = B * P, n_c0 = lstm ? B * H : 0, n_bias = f.b_ih ? G : 0;
@@ -214,12 +209,7 @@ struct CpuDevice {
 
 void cpu_forward(CellKind cell, const LayerCall& call, const ForwardOutputs& out) {
   CpuDevice::check_dtype(call.op, call.input);
-  switch (cell) {
-    case CellKind::kRnnTanh: return CpuDevice::forward<CellKind::kRnnTanh>(call, out);
-    case CellKind::kRnnRelu: return CpuDevice::forward<CellKind::kRnnRelu>(call, out);
-    case CellKind::kLstm: return CpuDevice::forward<CellKind::kLstm>(call, out);
-    case CellKind::kGru: return CpuDevice::forward<CellKind::kGru>(call, out);
-  }
+  visit_cell(cell, [&](auto kCell) { CpuDevice::forward<kCell()>(call, out); });
 }
 
 void cpu_forward_raw(const LayerForward& f) {

@@ -62,7 +62,7 @@ py::object run_stack(CellKind cell, const at::Tensor& input, const at::Tensor* h
                      const at::Tensor* cx, const std::vector<at::Tensor>& weights,
                      int64_t num_layers, bool bidirectional, bool batch_first) {
   const py::object none = py::none();
-  const bool lstm = cell == CellKind::kLstm;
+  const bool lstm = cell_info(cell).cell_state;  // h and c, and a projection
   const int64_t directions = bidirectional ? 2 : 1, count = num_layers * directions;
   if (count <= 0 || weights.empty() || weights.size() % count != 0) return none;
   const int64_t per = static_cast<int64_t>(weights.size()) / count;
@@ -209,14 +209,16 @@ py::object forward_fast(int64_t cell_code, py::handle input, py::handle hx, py::
                         py::handle names, int64_t num_layers, bool bidirectional,
                         bool batch_first) {
   const py::object none = py::none();
-  if (cell_code < 0 || cell_code > 3 || !plain_context()) return none;
+  if (cell_code < 0 || cell_code >= static_cast<int64_t>(kCellCount) || !plain_context()) {
+    return none;
+  }
   const CellKind cell = static_cast<CellKind>(cell_code);
   const bool grad_mode = at::GradMode::is_enabled();
   const at::Tensor* x = plain_tensor(input.ptr(), grad_mode);
   if (x == nullptr) return none;
   const at::Tensor *h = nullptr, *c = nullptr;
   if (!hx.is_none()) {
-    if (cell == CellKind::kLstm) {
+    if (cell_info(cell).cell_state) {
       if (!PyTuple_CheckExact(hx.ptr()) || PyTuple_GET_SIZE(hx.ptr()) != 2) return none;
       h = plain_tensor(PyTuple_GET_ITEM(hx.ptr(), 0), grad_mode);
       c = plain_tensor(PyTuple_GET_ITEM(hx.ptr(), 1), grad_mode);

@@ -9,7 +9,7 @@
 namespace fastrnn::ops {
 
 // A whole stack (every layer and direction) on CPU without autograd, or None when the call
-// needs the regular path. `cell_code` is the CellKind (0 rnn_tanh, 1 rnn_relu, 2 lstm, 3 gru);
+// needs the regular path. `cell_code` is the CellKind (fastrnn._C.cells()'s `code`);
 // `hx` None, a tensor, or for the LSTM a tuple (h0, c0); `parameters` the module's _parameters
 // and `names` its flat weight names in torch.nn's order. Returns (output, h_n), or for the
 // LSTM (output, (h_n, c_n)), as the module's forward does.

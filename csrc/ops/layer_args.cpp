@@ -45,7 +45,7 @@ LayerSizes check_layer(const char* op, CellKind cell, const LayerTensors& t) {
   TORCH_CHECK(input.size(-1) == s.input, op, ": input.size(-1) must equal w_ih.size(1) = ",
               s.input, ", got ", input.size(-1));
   s.projected = t.w_hr.has_value();
-  TORCH_CHECK(!s.projected || cell == CellKind::kLstm, op, ": w_hr is only for the LSTM");
+  TORCH_CHECK(!s.projected || cell_info(cell).cell_state, op, ": w_hr is only for the LSTM");
   if (s.projected) {
     const at::Tensor& w_hr = *t.w_hr;
     TORCH_CHECK(w_hr.dim() == 2 && w_hr.size(0) > 0 && w_hr.size(1) == s.hidden, op,
@@ -98,7 +98,7 @@ LayerSizes check_layer(const char* op, CellKind cell, const LayerTensors& t) {
     check_shape(op, "hx", *t.hx, {s.batch, s.output});
     check_same_kind(op, "hx", *t.hx, input);
   }
-  TORCH_CHECK(!t.cx.has_value() || cell == CellKind::kLstm, op, ": cx is only for the LSTM");
+  TORCH_CHECK(!t.cx.has_value() || cell_info(cell).cell_state, op, ": cx is only for the LSTM");
   if (t.cx.has_value()) {
     check_shape(op, "cx", *t.cx, {s.batch, s.hidden});
     check_same_kind(op, "cx", *t.cx, input);

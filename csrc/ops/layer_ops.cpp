@@ -48,7 +48,7 @@ LayerCall make_call(const char* op, CellKind cell, const at::Tensor& input, cons
   call.input = contiguous_copy(input);  // batch_first input arrives transposed
   call.hx_given = hx.has_value();
   call.hx = hx.has_value() ? hx->contiguous() : at::zeros({s.batch, s.output}, options);
-  if (cell == CellKind::kLstm) {
+  if (cell_info(cell).cell_state) {
     call.cx_given = cx.has_value();
     call.cx = cx.has_value() ? cx->contiguous() : at::zeros({s.batch, s.hidden}, options);
   }
@@ -68,7 +68,7 @@ ForwardOutputs allocate_forward(CellKind cell, const LayerCall& call, bool train
   ForwardOutputs out;
   out.output = allocate(sequence_shape(s, s.output), options);
   out.hy = allocate({s.batch, s.output}, options);
-  if (cell == CellKind::kLstm) out.cy = allocate({s.batch, s.hidden}, options);
+  if (cell_info(cell).cell_state) out.cy = allocate({s.batch, s.hidden}, options);
   const int64_t blocks = workspace_blocks(cell);
   if (blocks > 0) {
     // Saved gates and cell states stay in float32 for half types (at::opmath_type).
@@ -98,7 +98,7 @@ BackwardInputs check_backward_inputs(CellKind cell, const LayerCall& call,
   in.grad_output = gradient("grad_output", grad_output, sequence);
   in.grad_hy = gradient("grad_hy", grad_hy, {s.batch, s.output});
   in.output = output.contiguous();
-  if (cell == CellKind::kLstm) in.grad_cy = gradient("grad_cy", grad_cy, {s.batch, s.hidden});
+  if (cell_info(cell).cell_state) in.grad_cy = gradient("grad_cy", grad_cy, {s.batch, s.hidden});
   if (workspace != nullptr) {
     TORCH_CHECK(workspace->dim() != 1, op,
                 ": the workspace is empty: its forward call ran with train=False, which saves "
@@ -117,7 +117,7 @@ BackwardOutputs allocate_backward(CellKind cell, const LayerCall& call, bool inp
   out.input_grad = input_grad;
   out.grad_input = input_grad ? allocate(call.input.sizes(), options) : allocate({0}, options);
   out.grad_hx = allocate(call.hx.sizes(), options);
-  if (cell == CellKind::kLstm) {
+  if (cell_info(cell).cell_state) {
     out.grad_cx = allocate(call.cx.sizes(), options);
     out.grad_w_hr = call.w_hr.has_value() ? allocate(call.w_hr->sizes(), options) : allocate({0}, options);
   }

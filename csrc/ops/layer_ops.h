@@ -74,25 +74,8 @@ BackwardInputs check_backward_inputs(CellKind cell, const LayerCall& call,
 
 BackwardOutputs allocate_backward(CellKind cell, const LayerCall& call, bool input_grad);
 
-constexpr const char* forward_op_name(CellKind cell) {
-  switch (cell) {
-    case CellKind::kRnnTanh: return "fastrnn::rnn_tanh_forward";
-    case CellKind::kRnnRelu: return "fastrnn::rnn_relu_forward";
-    case CellKind::kLstm: return "fastrnn::lstm_forward";
-    case CellKind::kGru: return "fastrnn::gru_forward";
-  }
-  return "fastrnn";
-}
-
-constexpr const char* backward_op_name(CellKind cell) {
-  switch (cell) {
-    case CellKind::kRnnTanh: return "fastrnn::rnn_tanh_backward";
-    case CellKind::kRnnRelu: return "fastrnn::rnn_relu_backward";
-    case CellKind::kLstm: return "fastrnn::lstm_backward";
-    case CellKind::kGru: return "fastrnn::gru_backward";
-  }
-  return "fastrnn";
-}
+constexpr const char* forward_op_name(CellKind cell) { return cell_info(cell).forward_op; }
+constexpr const char* backward_op_name(CellKind cell) { return cell_info(cell).backward_op; }
 
 // ---- adapters from the op schemas (schemas.cpp) to Device::forward / Device::backward ----
 

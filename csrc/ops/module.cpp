@@ -17,6 +17,7 @@
 #include "cpu/isa.h"
 #include "cpu/stage_team.h"
 #include "cpu/block_cache.h"
+#include "fastrnn/cells.h"
 #include "ops/fast_path.h"
 #ifdef FASTRNN_WITH_CUDA
 #include "cuda/build_info.h"
@@ -193,6 +194,22 @@ pybind11::dict build_info() {
   return info;
 }
 
+// fastrnn/cells.h's list of cells, for the Python package: one dict per cell, in CellKind order
+// (`code` is the CellKind, which fastrnn._C.forward_fast takes).
+pybind11::list cells() {
+  pybind11::list list;
+  for (const fastrnn::CellInfo& info : fastrnn::kCells) {
+    pybind11::dict cell;
+    cell["code"] = static_cast<int>(info.kind);
+    cell["name"] = info.name;
+    cell["gates"] = info.gates;
+    cell["workspace_blocks"] = info.workspace_blocks;
+    cell["cell_state"] = info.cell_state;
+    list.append(cell);
+  }
+  return list;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -234,6 +251,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "Frees the CPU blocks fastrnn keeps for reuse (cpu/block_cache.h); returns the bytes.");
   m.def("cached_bytes", &fastrnn::cpu::cached_free_bytes,
         "Bytes of free CPU blocks fastrnn keeps for reuse.");
+  m.def("cells", &cells,
+        "The recurrent cells of the ops: name, code, gates, workspace_blocks, cell_state.");
   m.def("forward_fast", &fastrnn::ops::forward_fast,
         "The modules' inference fast path on CPU (a whole stack, no autograd), or None.");
 }
