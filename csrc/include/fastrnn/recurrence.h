@@ -1,9 +1,10 @@
 // The recurrence driver: a whole sequence of one layer and one direction, forward or backward,
 // for any cell and any device. Torch-free: the backend supplies GEMMs, kernels and scratch.
-// (About 600 lines in one file: forward and backward share the Backend contract below, the
-// call structs and the row bookkeeping of packed sequences.) The four cells differ only in
-// their step kernels and in which buffers they carry (LSTM: a cell state and an optional projection; GRU: a separate recurrent
-// product, because r multiplies W_hn h + b_hn); the devices differ only in their Backend:
+// (About 550 lines in one file: forward and backward share the Backend contract below, the
+// call structs and the row bookkeeping of packed sequences.) The driver knows no cell by name:
+// cells differ in their step kernels and in which buffers they carry (a cell state and an
+// optional projection; a separate recurrent product), which cells.h's CellInfo and
+// cell_steps.h's CellSteps<kCell> say; the devices differ only in their Backend:
 //
 //   struct Backend {
 //     static constexpr int64_t kChunkRows;  // rows per chunk of the whole-sequence GEMMs
@@ -77,6 +78,7 @@
 #include <utility>
 #include <vector>
 
+#include "fastrnn/cell_steps.h"
 #include "fastrnn/cells.h"
 #include "fastrnn/steps.h"
 
@@ -203,35 +205,11 @@ const A* read_as_acc(const Backend& backend, Buffer<Backend, A>& holder, const T
   }
 }
 
-// Where the state entering step t came from: rows [0, split) from the outputs of the step
-// before it in the recurrence's order (at row offset `offset`), rows [split, rows(t)) from the
-// initial state (sequences that start at t: only in the reverse direction of a packed batch).
-struct PreviousStep {
-  int64_t offset = 0;
-  int64_t split = 0;
-};
-
+// Where the state entering step t came from (cell_steps.h).
 inline PreviousStep previous_step(const SequenceShape& shape, int64_t t, bool reverse) {
   const int64_t prev = reverse ? t + 1 : t - 1;
   if (prev < 0 || prev >= shape.steps()) return {};
   return {shape.offset(prev), std::min(shape.rows(t), shape.rows(prev))};
-}
-
-// Runs a backward step whose `prev` matrix (c_{t-1} or h_{t-1}) comes from two places.
-template <class Backend, class Step, class U>
-void step_with_previous(const Backend& backend, const Step& step, Rows<const U> Step::*prev,
-                        const PreviousStep& from, Rows<const U> previous_outputs,
-                        Rows<const U> initial) {
-  if (from.split > 0) {
-    Step head = step.slice(0, from.split);
-    head.*prev = previous_outputs.skip(from.offset);
-    backend.step(head);
-  }
-  if (from.split < step.rows) {
-    Step tail = step.slice(from.split, step.rows);
-    tail.*prev = initial.skip(from.split);
-    backend.step(tail);
-  }
 }
 
 }  // namespace detail
@@ -245,19 +223,16 @@ void gemm_then_step(const Backend& backend, Step step,
                     Rows<const typename Backend::T> h_prev,
                     const typename Backend::T* w_hh, int64_t G, int64_t P,
                     typename Backend::A* hh) {
-  if constexpr (kCell == CellKind::kGru) {
+  using Cell = CellSteps<kCell>;
+  if constexpr (Cell::kSeparateProduct) {
     backend.gemm(false, true, step.rows, G, P, h_prev.data, h_prev.ld, w_hh, P, false, hh, G);
     step.hh = {hh, G};
-    backend.step(step);
-  } else if constexpr (kCell == CellKind::kLstm) {
-    backend.gemm(false, true, step.rows, G, P, h_prev.data, h_prev.ld, w_hh, P, true,
-                 step.gates.data, step.gates.ld);
-    backend.step(step);
   } else {
+    const auto product = Cell::product_rows(step);
     backend.gemm(false, true, step.rows, G, P, h_prev.data, h_prev.ld, w_hh, P, true,
-                 step.pre.data, step.pre.ld);
-    backend.template rnn_step<kCell>(step);
+                 product.data, product.ld);
   }
+  Cell::run(backend, step);
 }
 
 // The weights gemm_then_step needs: what a backend without fused steps prepares.
@@ -302,12 +277,12 @@ void recurrence_forward(const Backend& backend, const SequenceShape& shape,
   using T = typename Backend::T;
   using A = typename Backend::A;
   using detail::Buffer;
-  constexpr bool kLstm = kCell == CellKind::kLstm;
-  constexpr bool kGru = kCell == CellKind::kGru;
+  using Cell = CellSteps<kCell>;
+  constexpr bool kCellState = cell_info(kCell).cell_state;
   const int64_t steps = shape.steps(), B = shape.batch(), N = shape.total_rows();
   const int64_t I = w.input_size, H = w.hidden_size, P = w.output_size();
   const int64_t G = gate_count(kCell) * H;
-  const bool project = kLstm && w.proj_size > 0;
+  const bool project = kCellState && w.proj_size > 0;
   const bool training = io.workspace != nullptr;
 
   // Pre-activations x W_ih^T, rows of width ld. The input projection runs one chunk of steps at
@@ -315,7 +290,7 @@ void recurrence_forward(const Backend& backend, const SequenceShape& shape,
   // it: in inference the chunk lives in a small scratch buffer that stays in cache; in training
   // in the workspace, where the step kernels overwrite it with what backward needs (the GRU
   // kernel also stores h_n next to its gates).
-  const int64_t ld = kGru ? 4 * H : (kLstm && training) ? 5 * H : G;
+  const int64_t ld = (training ? workspace_blocks(kCell) : Cell::kInferenceBlocks) * H;
   const int64_t chunk_steps =
       std::max<int64_t>(1, Backend::kChunkRows / std::max<int64_t>(1, B));
   Buffer<Backend, A> pre_scratch;
@@ -337,10 +312,12 @@ void recurrence_forward(const Backend& backend, const SequenceShape& shape,
   backend.copy(h_odd, io.h0, B * P);
   Buffer<Backend, A> c_holder;
   A* c_state = nullptr;
-  if constexpr (kLstm) c_state = detail::as_acc<A>(backend, c_holder, io.c_n, io.c0, B * H);
+  if constexpr (kCellState) {
+    c_state = detail::as_acc<A>(backend, c_holder, io.c_n, io.c0, B * H);
+  }
   Buffer<Backend, A> hh_scratch;
   Buffer<Backend, T> r_scratch;
-  if (kGru) hh_scratch = backend.template scratch<A>(B * G);
+  if (Cell::kSeparateProduct) hh_scratch = backend.template scratch<A>(B * G);
   if (project) r_scratch = backend.template scratch<T>(B * H);
   const auto prepared = backend.template prepare_forward<kCell>(w, B, steps);
   if (!(io.x != nullptr || N * I == 0 || (io.x_proj != nullptr && !prepared.input_in_steps))) {
@@ -352,50 +329,20 @@ void recurrence_forward(const Backend& backend, const SequenceShape& shape,
   // backend may build steps on any thread), the state it reads and its input rows.
   auto step_at = [&](int64_t s) {
     const int64_t t = reverse ? steps - 1 - s : s;
-    const int64_t rows = shape.rows(t);
-    A* pre_t = pre_rows + (shape.offset(t) - row_base) * ld;
-    T* y_t = io.y + shape.offset(t) * P;
     const Rows<const T> x_t{io.x != nullptr ? io.x + shape.offset(t) * I : nullptr, I};
-    T* h_prev = s % 2 == 0 ? h_even : h_odd;
-    T* h_new = s % 2 == 0 ? h_odd : h_even;
-    if constexpr (kGru) {
-      GruForwardStep<T, A> step;
-      step.rows = rows;
-      step.hidden = H;
-      step.gates = {pre_t, ld};
-      step.b_ih = w.b_ih;
-      step.b_hh = w.b_hh;
-      step.h_prev = {h_prev, H};
-      step.h = {h_new, H};
-      step.y = {y_t, H};
-      return std::tuple{step, Rows<const T>{h_prev, P}, x_t};
-    } else if constexpr (kLstm) {
-      LstmForwardStep<T, A> step;
-      step.rows = rows;
-      step.hidden = H;
-      step.gates = {pre_t, ld};
-      step.b_ih = w.b_ih;
-      step.b_hh = w.b_hh;
-      step.c = {c_state, H};
-      if (training) step.c_saved = {pre_t + 4 * H, ld};
-      if (project) {
-        step.h = {r_scratch.data(), H};  // the projection's input; h = r W_hr^T below
-      } else {
-        step.h = {h_new, H};
-        step.y = {y_t, H};
-      }
-      return std::tuple{step, Rows<const T>{h_prev, P}, x_t};
-    } else {
-      RnnForwardStep<T, A> step;
-      step.rows = rows;
-      step.hidden = H;
-      step.pre = {pre_t, ld};
-      step.b_ih = w.b_ih;
-      step.b_hh = w.b_hh;
-      step.h = {h_new, H};
-      step.y = {y_t, H};
-      return std::tuple{step, Rows<const T>{h_prev, P}, x_t};
-    }
+    ForwardPlace<T, A> place;
+    place.rows = shape.rows(t);
+    place.hidden = H;
+    place.pre = {pre_rows + (shape.offset(t) - row_base) * ld, ld};
+    place.training = training;
+    place.b_ih = w.b_ih;
+    place.b_hh = w.b_hh;
+    place.h_prev = s % 2 == 0 ? h_even : h_odd;
+    place.h = s % 2 == 0 ? h_odd : h_even;
+    place.y = io.y + shape.offset(t) * P;
+    place.c = c_state;
+    place.r = project ? r_scratch.data() : nullptr;  // h = r W_hr^T, below
+    return std::tuple{Cell::forward(place), Rows<const T>{place.h_prev, P}, x_t};
   };
 
   for (int64_t s0 = 0; s0 < steps; s0 += chunk_steps) {
@@ -431,7 +378,7 @@ void recurrence_forward(const Backend& backend, const SequenceShape& shape,
     } else {
       backend.template forward_steps<kCell>(
           s1 - s0, [&](int64_t i) { return step_at(s0 + i); }, prepared,
-          kGru ? hh_scratch.data() : static_cast<A*>(nullptr), training);
+          Cell::kSeparateProduct ? hh_scratch.data() : static_cast<A*>(nullptr), training);
     }
   }
 
@@ -449,7 +396,7 @@ void recurrence_forward(const Backend& backend, const SequenceShape& shape,
                         shape.rows(t) - first, P);
     }
   }
-  if constexpr (kLstm) {
+  if constexpr (kCellState) {
     if (c_state != static_cast<void*>(io.c_n)) backend.copy(io.c_n, c_state, B * H);
   }
 }
@@ -462,13 +409,14 @@ void recurrence_backward(const Backend& backend, const SequenceShape& shape,
   using T = typename Backend::T;
   using A = typename Backend::A;
   using detail::Buffer;
-  constexpr bool kLstm = kCell == CellKind::kLstm;
-  constexpr bool kGru = kCell == CellKind::kGru;
+  using Cell = CellSteps<kCell>;
+  constexpr bool kCellState = cell_info(kCell).cell_state;
+  constexpr bool kSeparate = Cell::kSeparateProduct;
   const int64_t steps = shape.steps(), B = shape.batch(), N = shape.total_rows();
   const int64_t I = w.input_size, H = w.hidden_size, P = w.output_size();
   const int64_t G = gate_count(kCell) * H;
   const int64_t ld = workspace_blocks(kCell) * H;
-  const bool project = kLstm && w.proj_size > 0;
+  const bool project = kCellState && w.proj_size > 0;
 
   // dh (and dc) carry dL/dh (dL/dc) backwards through time, starting from dh_n (dc_n); they
   // live in dh0 (dc0) when A is T.
@@ -476,7 +424,7 @@ void recurrence_backward(const Backend& backend, const SequenceShape& shape,
   A* dh = detail::as_acc<A>(backend, dh_holder, io.dh0, io.dh_n, B * P);
   A* dc = nullptr;
   const A* c0 = nullptr;  // c_{t-1} of the rows that start from the initial state
-  if constexpr (kLstm) {
+  if constexpr (kCellState) {
     dc = detail::as_acc<A>(backend, dc_holder, io.dc0, io.dc_n, B * H);
     c0 = detail::read_as_acc<A>(backend, c0_holder, io.c0, B * H);
   }
@@ -490,9 +438,9 @@ void recurrence_backward(const Backend& backend, const SequenceShape& shape,
   const int64_t chunk_capacity = std::min(N, chunk_steps * B);
   Buffer<Backend, T> dgates_ih_buffer = backend.template scratch<T>(chunk_capacity * G);
   Buffer<Backend, T> dgates_hh_buffer =
-      kGru ? backend.template scratch<T>(chunk_capacity * G) : Buffer<Backend, T>();
+      kSeparate ? backend.template scratch<T>(chunk_capacity * G) : Buffer<Backend, T>();
   T* const dgates_ih = dgates_ih_buffer.data();
-  T* const dgates_hh = kGru ? dgates_hh_buffer.data() : dgates_ih;
+  T* const dgates_hh = kSeparate ? dgates_hh_buffer.data() : dgates_ih;
   Buffer<Backend, T> h_prev_buffer = backend.template scratch<T>(chunk_capacity * P);  // h_{t-1}
   // Projection: a chunk's dL/dh [rows, P] and the projection's input r [rows, H] (for dW_hr),
   // and dL/dr of one step [B, H].
@@ -523,54 +471,30 @@ void recurrence_backward(const Backend& backend, const SequenceShape& shape,
       const int64_t rows = shape.rows(t);
       const int64_t offset = shape.offset(t);
       const int64_t local = offset - row_base;  // the step's first row in the chunk buffers
-      const detail::PreviousStep from = detail::previous_step(shape, t, reverse);
-      const T* dy_t = io.dy + offset * P;
-      if constexpr (kLstm) {
-        const A* saved = io.workspace + offset * ld;
-        LstmBackwardStep<T, A> step;
-        step.rows = rows;
-        step.hidden = H;
-        step.gates = {saved, ld};
-        step.c = {saved + 4 * H, ld};
-        step.dc = {dc, H};
-        step.dgates = {dgates_ih + local * G, G};
-        if (project) {  // whole steps only (u0 = 0, u1 = H)
-          // dL/dh_t = dy_t + the carried part, then back through h = r W_hr^T.
-          T* dh_t = dh_chunk.data() + local * P;
-          backend.add(dh_t, dy_t, dh, rows * P);
-          backend.gemm(false, false, rows, H, P, dh_t, P, w.w_hr, H, false, dr.data(), H);
-          step.dh = {dr.data(), H};
-          step.r = {r_chunk.data() + local * H, H};
-        } else {
-          step.dh = {dh, H};
-          step.dy = {dy_t, H};
-        }
-        detail::step_with_previous(backend, step.unit_slice(u0, u1),
-                                   &LstmBackwardStep<T, A>::c_prev, from,
-                                   Rows<const A>{io.workspace + 4 * H + u0, ld},
-                                   Rows<const A>{c0 + u0, H});
-      } else if constexpr (kGru) {
-        GruBackwardStep<T, A> step;
-        step.rows = rows;
-        step.hidden = H;
-        step.gates = {io.workspace + offset * ld, ld};
-        step.dy = {dy_t, H};
-        step.dh = {dh, H};
-        step.dgates_ih = {dgates_ih + local * G, G};
-        step.dgates_hh = {dgates_hh + local * G, G};
-        detail::step_with_previous(backend, step.unit_slice(u0, u1),
-                                   &GruBackwardStep<T, A>::h_prev, from,
-                                   Rows<const T>{io.y + u0, H}, Rows<const T>{io.h0 + u0, H});
-      } else {
-        RnnBackwardStep<T, A> step;
-        step.rows = rows;
-        step.hidden = H;
-        step.h = {io.y + offset * H, H};
-        step.dh = {dh, H};
-        step.dy = {dy_t, H};
-        step.dpre = {dgates_ih + local * G, G};
-        backend.template rnn_step<kCell>(step.unit_slice(u0, u1));
+      const PreviousStep from = detail::previous_step(shape, t, reverse);
+      BackwardPlace<T, A> place;
+      place.rows = rows;
+      place.hidden = H;
+      place.offset = offset;
+      place.from = from;
+      place.workspace = io.workspace;
+      place.ld = ld;
+      place.y = io.y;
+      place.h0 = io.h0;
+      place.c0 = c0;
+      place.dy = io.dy + offset * P;
+      place.dh = dh;
+      place.dc = dc;
+      place.dgates_ih = {dgates_ih + local * G, G};
+      place.dgates_hh = {dgates_hh + local * G, G};
+      if (project) {
+        place.dh_projected = dh_chunk.data() + local * P;
+        place.r = r_chunk.data() + local * H;
+        place.dr = dr.data();
+        place.w_hr = w.w_hr;
+        place.output_size = P;
       }
+      Cell::backward(backend, place, u0, u1);
       // h_{t-1} of the step's rows, columns [u0, u1) (P = H here unless projected, when the
       // range is whole), for dW_hh: the previous step's outputs, or h0.
       const int64_t c_begin = project ? 0 : u0, c_end = project ? P : u1;
@@ -583,9 +507,8 @@ void recurrence_backward(const Backend& backend, const SequenceShape& shape,
     auto recurrent = [&](int64_t k, int64_t c0, int64_t c1) {
       const int64_t t = reverse ? k : steps - 1 - k;
       const int64_t local = shape.offset(t) - row_base;
-      const T* dgates = kGru ? dgates_hh : dgates_ih;
-      backend.hidden_grad(shape.rows(t), Rows<const T>{dgates + local * G, G}, w.w_hh, G, P,
-                          Rows<A>{dh, P}, c0, c1, kGru);
+      backend.hidden_grad(shape.rows(t), Rows<const T>{dgates_hh + local * G, G}, w.w_hh, G, P,
+                          Rows<A>{dh, P}, c0, c1, Cell::kDirectHiddenGrad);
     };
     backend.template backward_steps<kCell>(k0, k1, pointwise, recurrent, H, P, !project,
                                            2 * B * G * P);
@@ -614,7 +537,7 @@ void recurrence_backward(const Backend& backend, const SequenceShape& shape,
     if (project) backend.gemm(true, false, P, H, 0, dgates_ih, P, io.x, H, false, io.dw_hr, H);
   }
   if (dh != static_cast<void*>(io.dh0)) backend.copy(io.dh0, dh, B * P);
-  if constexpr (kLstm) {
+  if constexpr (kCellState) {
     if (dc != static_cast<void*>(io.dc0)) backend.copy(io.dc0, dc, B * H);
   }
 }
