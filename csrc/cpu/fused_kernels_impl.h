@@ -428,24 +428,11 @@ void lstm_fused_forward(const FusedForwardStep<LstmForwardStep<T>, T>& f) {
 #pragma GCC unroll 16
       for (int r = 0; r < TR; ++r) {
         const int64_t row = r0 + r;
-        T* x = s.gates.row(row);
-        V i = acc[r][0] + V::load(x + u, n) + bias_i;
-        V fg = acc[r][1] + V::load(x + H + u, n) + bias_f;
-        V g = acc[r][2] + V::load(x + 2 * H + u, n) + bias_g;
-        V o = acc[r][3] + V::load(x + 3 * H + u, n) + bias_o;
-        T* c = s.c.row(row) + u;
-        V c_new, h_new;
-        cell::lstm_forward(i, fg, g, o, V::load(c, n), c_new, h_new);
-        c_new.store(c, n);
-        h_new.store(s.h.row(row) + u, n);
-        if (s.y) h_new.store(s.y.row(row) + u, n);
-        if (f.save) {
-          i.store(x + u, n);
-          fg.store(x + H + u, n);
-          g.store(x + 2 * H + u, n);
-          o.store(x + 3 * H + u, n);
-          c_new.store(s.c_saved.row(row) + u, n);
-        }
+        const T* x = s.gates.row(row);
+        cell::lstm_forward_unit(Lanes<V>{n}, s, row, u, acc[r][0] + V::load(x + u, n) + bias_i,
+                                acc[r][1] + V::load(x + H + u, n) + bias_f,
+                                acc[r][2] + V::load(x + 2 * H + u, n) + bias_g,
+                                acc[r][3] + V::load(x + 3 * H + u, n) + bias_o, f.save);
       }
     });
   }
@@ -467,20 +454,10 @@ void gru_fused_forward(const FusedForwardStep<GruForwardStep<T>, T>& f) {
 #pragma GCC unroll 16
       for (int r = 0; r < TR; ++r) {
         const int64_t row = r0 + r;
-        T* x = s.gates.row(row);
-        const V h_n = acc[r][2] + bh_n;
-        V rg, z, ng, h_new;
-        cell::gru_forward(V::load(x + u, n) + bx_r, V::load(x + H + u, n) + bx_z,
-                          V::load(x + 2 * H + u, n) + bx_n, acc[r][0] + bh_r, acc[r][1] + bh_z,
-                          h_n, V::load(s.h_prev.row(row) + u, n), rg, z, ng, h_new);
-        h_new.store(s.h.row(row) + u, n);
-        if (s.y) h_new.store(s.y.row(row) + u, n);
-        if (f.save) {
-          rg.store(x + u, n);
-          z.store(x + H + u, n);
-          ng.store(x + 2 * H + u, n);
-          h_n.store(x + 3 * H + u, n);
-        }
+        const T* x = s.gates.row(row);
+        cell::gru_forward_unit(Lanes<V>{n}, s, row, u, V::load(x + u, n) + bx_r,
+                               V::load(x + H + u, n) + bx_z, V::load(x + 2 * H + u, n) + bx_n,
+                               acc[r][0] + bh_r, acc[r][1] + bh_z, acc[r][2] + bh_n, f.save);
       }
     });
   }
@@ -508,9 +485,8 @@ void rnn_fused_forward(const FusedForwardStep<RnnForwardStep<T>, T>& f) {
 #pragma GCC unroll 16
         for (int r = 0; r < TR; ++r) {
           const int64_t row = r0 + r;
-          const V out = Activation::forward(acc[r][v] + V::load(s.pre.row(row) + u, n) + bias);
-          out.store(s.h.row(row) + u, n);
-          if (s.y) out.store(s.y.row(row) + u, n);
+          cell::rnn_forward_unit<Activation>(Lanes<V>{n}, s, row, u,
+                                             acc[r][v] + V::load(s.pre.row(row) + u, n) + bias);
         }
       }
     });

@@ -1,7 +1,8 @@
 // The step kernels of step_kernels.h as templates over a vector type V (see csrc/cpu/simd).
 // Included by each step_kernels_<isa>.cpp inside that instruction set's target region, with
-// FASTRNN_ISA naming the namespace to define them in; cell_math.h is included here, in the
-// region, so the cell math is compiled for that instruction set too (see cell_math.h).
+// FASTRNN_ISA naming the namespace to define them in; cell_units.h (with cell_math.h) is included
+// here, in the region, so the cell math is compiled for that instruction set too (see
+// cell_math.h).
 //
 // Here: the backward pointwise steps (the forward steps are fused with their recurrent product:
 // fused_kernels_impl.h), the activations and the FMA peak loop. Loops: rows outer, units inner
@@ -12,7 +13,7 @@
 #error "define FASTRNN_ISA (the instruction-set namespace) before including step_kernels_impl.h"
 #endif
 
-#include "fastrnn/cell_math.h"
+#include "fastrnn/cell_units.h"
 
 namespace fastrnn::cpu::FASTRNN_ISA {
 
@@ -41,74 +42,45 @@ inline int64_t units_of(const Step& s) {
   return s.units > 0 ? s.units : s.hidden;
 }
 
+// The CPU kernels' access to a block of `n` units (cell_units.h's Io): lanes [j, j + n).
+template <class V>
+struct Lanes {
+  int n;
+  template <class U>
+  V load(const U* row, int64_t j) const { return V::load(row + j, n); }
+  template <class U>
+  V load_or_zero(const U* row, int64_t j) const { return row ? V::load(row + j, n) : V(U(0)); }
+  template <class U>
+  void store(U* row, int64_t j, const V& value) const { value.store(row + j, n); }
+};
+
+// A backward step: unit(Lanes, row, unit) for every block of units of every row.
+template <class V, class Step, class Unit>
+void backward_step(const Step& s, Unit unit) {
+  for (int64_t r = 0; r < s.rows; ++r) {
+    for_each_block<V>(units_of(s), [&](int64_t j, int n) { unit(Lanes<V>{n}, r, j); });
+  }
+}
+
 template <class V, class T>
 void lstm_backward(const LstmBackwardStep<T>& s) {
-  const int64_t H = s.hidden;
-  for (int64_t r = 0; r < s.rows; ++r) {
-    const T* gates = s.gates.row(r);
-    const T* c = s.c.row(r);
-    const T* c_prev = s.c_prev.row(r);
-    const T* dh = s.dh.row(r);
-    const T* dy = s.dy ? s.dy.row(r) : nullptr;
-    T* dc = s.dc.row(r);
-    T* dgates = s.dgates.row(r);
-    T* r_out = s.r ? s.r.row(r) : nullptr;
-    for_each_block<V>(units_of(s), [&](int64_t j, int n) {
-      const V dh_total = V::load(dh + j, n) + load_or_zero<V>(dy ? dy + j : nullptr, n);
-      V di, df, dg, do_, dc_prev, proj_in;
-      cell::lstm_backward(V::load(gates + j, n), V::load(gates + H + j, n),
-                          V::load(gates + 2 * H + j, n), V::load(gates + 3 * H + j, n),
-                          V::load(c_prev + j, n), V::load(c + j, n), dh_total, V::load(dc + j, n),
-                          di, df, dg, do_, dc_prev, proj_in);
-      di.store(dgates + j, n);
-      df.store(dgates + H + j, n);
-      dg.store(dgates + 2 * H + j, n);
-      do_.store(dgates + 3 * H + j, n);
-      dc_prev.store(dc + j, n);
-      if (r_out) proj_in.store(r_out + j, n);
-    });
-  }
+  backward_step<V>(s, [&](const Lanes<V>& io, int64_t r, int64_t j) {
+    cell::lstm_backward_unit<V>(io, s, r, j);
+  });
 }
 
 template <class V, class T>
 void gru_backward(const GruBackwardStep<T>& s) {
-  const int64_t H = s.hidden;
-  for (int64_t r = 0; r < s.rows; ++r) {
-    const T* gates = s.gates.row(r);
-    const T* h_prev = s.h_prev.row(r);
-    const T* dy = s.dy ? s.dy.row(r) : nullptr;
-    T* dh = s.dh.row(r);
-    T* d_ih = s.dgates_ih.row(r);
-    T* d_hh = s.dgates_hh.row(r);
-    for_each_block<V>(units_of(s), [&](int64_t j, int n) {
-      const V dh_total = V::load(dh + j, n) + load_or_zero<V>(dy ? dy + j : nullptr, n);
-      V dr, dz, dn, dh_n, dh_prev;
-      cell::gru_backward(V::load(gates + j, n), V::load(gates + H + j, n),
-                         V::load(gates + 2 * H + j, n), V::load(gates + 3 * H + j, n),
-                         V::load(h_prev + j, n), dh_total, dr, dz, dn, dh_n, dh_prev);
-      dr.store(d_ih + j, n);
-      dz.store(d_ih + H + j, n);
-      dn.store(d_ih + 2 * H + j, n);
-      dr.store(d_hh + j, n);
-      dz.store(d_hh + H + j, n);
-      dh_n.store(d_hh + 2 * H + j, n);
-      dh_prev.store(dh + j, n);
-    });
-  }
+  backward_step<V>(s, [&](const Lanes<V>& io, int64_t r, int64_t j) {
+    cell::gru_backward_unit<V>(io, s, r, j);
+  });
 }
 
 template <class Activation, class V, class T>
 void rnn_backward(const RnnBackwardStep<T>& s) {
-  for (int64_t r = 0; r < s.rows; ++r) {
-    const T* h = s.h.row(r);
-    const T* dh = s.dh.row(r);
-    const T* dy = s.dy ? s.dy.row(r) : nullptr;
-    T* dpre = s.dpre.row(r);
-    for_each_block<V>(units_of(s), [&](int64_t j, int n) {
-      const V dh_total = V::load(dh + j, n) + load_or_zero<V>(dy ? dy + j : nullptr, n);
-      Activation::backward(dh_total, V::load(h + j, n)).store(dpre + j, n);
-    });
-  }
+  backward_step<V>(s, [&](const Lanes<V>& io, int64_t r, int64_t j) {
+    cell::rnn_backward_unit<Activation, V>(io, s, r, j);
+  });
 }
 
 template <class V, class T>

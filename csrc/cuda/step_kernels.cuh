@@ -1,13 +1,14 @@
 // Definitions of the launchers in step_kernels.h, instantiated once per storage type by
 // step_kernels_<dtype>.cu. One thread per (row, unit) of a step, grid-stride: each thread reads
 // its unit's gates from their H-strided blocks (consecutive threads, consecutive units: the
-// accesses coalesce), computes in acc_t<T> with the shared cell math and writes once.
+// accesses coalesce), computes in acc_t<T> with the shared cell math and writes once; the
+// body of each is cell_units.h's, as the CPU kernels'.
 #pragma once
 
 #include <algorithm>
 
 #include "cuda/step_kernels.h"
-#include "fastrnn/cell_math.h"
+#include "fastrnn/cell_units.h"
 
 namespace fastrnn::cuda {
 namespace {
@@ -48,93 +49,63 @@ inline unsigned blocks_for(int64_t total) {
                total = (s).rows * (s).hidden;                                             \
        idx < total; idx += int64_t(gridDim.x) * blockDim.x)
 
+// The CUDA kernels' access to one unit (cell_units.h's Io): element j, computed in A.
+template <class A>
+struct Element {
+  template <class U>
+  __device__ __forceinline__ A load(const U* row, int64_t j) const { return to_acc(row[j]); }
+  template <class U>
+  __device__ __forceinline__ A load_or_zero(const U* row, int64_t j) const {
+    return row ? to_acc(row[j]) : A(0);
+  }
+  template <class U>
+  __device__ __forceinline__ void store(U* row, int64_t j, A value) const {
+    row[j] = from_acc<U>(value);
+  }
+};
+
 template <class T>
 __global__ void lstm_forward_kernel(LstmForwardStep<T, acc_t<T>> s) {
-  using A = acc_t<T>;
   const int64_t H = s.hidden;
   FASTRNN_FOR_EACH_UNIT(s) {
     const int64_t r = idx / H, j = idx - r * H;
-    A* g = s.gates.row(r);
-    A i = g[j] + biases(s.b_ih, s.b_hh, j);
-    A f = g[H + j] + biases(s.b_ih, s.b_hh, H + j);
-    A gg = g[2 * H + j] + biases(s.b_ih, s.b_hh, 2 * H + j);
-    A o = g[3 * H + j] + biases(s.b_ih, s.b_hh, 3 * H + j);
-    A c, h;
-    cell::lstm_forward(i, f, gg, o, s.c.row(r)[j], c, h);
-    g[j] = i;
-    g[H + j] = f;
-    g[2 * H + j] = gg;
-    g[3 * H + j] = o;
-    s.c.row(r)[j] = c;
-    if (s.c_saved) s.c_saved.row(r)[j] = c;
-    s.h.row(r)[j] = from_acc<T>(h);
-    if (s.y) s.y.row(r)[j] = from_acc<T>(h);
+    const acc_t<T>* g = s.gates.row(r);
+    cell::lstm_forward_unit(Element<acc_t<T>>{}, s, r, j, g[j] + biases(s.b_ih, s.b_hh, j),
+                            g[H + j] + biases(s.b_ih, s.b_hh, H + j),
+                            g[2 * H + j] + biases(s.b_ih, s.b_hh, 2 * H + j),
+                            g[3 * H + j] + biases(s.b_ih, s.b_hh, 3 * H + j), /*save=*/true);
   }
 }
 
 template <class T>
 __global__ void lstm_backward_kernel(LstmBackwardStep<T, acc_t<T>> s) {
-  using A = acc_t<T>;
   const int64_t H = s.hidden;
   FASTRNN_FOR_EACH_UNIT(s) {
     const int64_t r = idx / H, j = idx - r * H;
-    const A* g = s.gates.row(r);
-    const A dh = s.dh.row(r)[j] + (s.dy ? to_acc(s.dy.row(r)[j]) : A(0));
-    A di, df, dg, do_, dc_prev, proj_in;
-    cell::lstm_backward(g[j], g[H + j], g[2 * H + j], g[3 * H + j], s.c_prev.row(r)[j],
-                        s.c.row(r)[j], dh, s.dc.row(r)[j], di, df, dg, do_, dc_prev, proj_in);
-    T* d = s.dgates.row(r);
-    d[j] = from_acc<T>(di);
-    d[H + j] = from_acc<T>(df);
-    d[2 * H + j] = from_acc<T>(dg);
-    d[3 * H + j] = from_acc<T>(do_);
-    s.dc.row(r)[j] = dc_prev;
-    if (s.r) s.r.row(r)[j] = from_acc<T>(proj_in);
+    cell::lstm_backward_unit<acc_t<T>>(Element<acc_t<T>>{}, s, r, j);
   }
 }
 
 template <class T>
 __global__ void gru_forward_kernel(GruForwardStep<T, acc_t<T>> s) {
-  using A = acc_t<T>;
   const int64_t H = s.hidden;
   FASTRNN_FOR_EACH_UNIT(s) {
     const int64_t r = idx / H, j = idx - r * H;
-    A* g = s.gates.row(r);
-    const A* hh = s.hh.row(r);
-    const A h_n = hh[2 * H + j] + load(s.b_hh, 2 * H + j);
-    A rg, z, n, h;
-    cell::gru_forward(g[j] + load(s.b_ih, j), g[H + j] + load(s.b_ih, H + j),
-                      g[2 * H + j] + load(s.b_ih, 2 * H + j), hh[j] + load(s.b_hh, j),
-                      hh[H + j] + load(s.b_hh, H + j), h_n, to_acc(s.h_prev.row(r)[j]), rg, z, n, h);
-    g[j] = rg;
-    g[H + j] = z;
-    g[2 * H + j] = n;
-    g[3 * H + j] = h_n;
-    s.h.row(r)[j] = from_acc<T>(h);
-    if (s.y) s.y.row(r)[j] = from_acc<T>(h);
+    const acc_t<T>* g = s.gates.row(r);
+    const acc_t<T>* hh = s.hh.row(r);
+    cell::gru_forward_unit(Element<acc_t<T>>{}, s, r, j, g[j] + load(s.b_ih, j),
+                           g[H + j] + load(s.b_ih, H + j), g[2 * H + j] + load(s.b_ih, 2 * H + j),
+                           hh[j] + load(s.b_hh, j), hh[H + j] + load(s.b_hh, H + j),
+                           hh[2 * H + j] + load(s.b_hh, 2 * H + j), /*save=*/true);
   }
 }
 
 template <class T>
 __global__ void gru_backward_kernel(GruBackwardStep<T, acc_t<T>> s) {
-  using A = acc_t<T>;
   const int64_t H = s.hidden;
   FASTRNN_FOR_EACH_UNIT(s) {
     const int64_t r = idx / H, j = idx - r * H;
-    const A* g = s.gates.row(r);
-    const A dh = s.dh.row(r)[j] + (s.dy ? to_acc(s.dy.row(r)[j]) : A(0));
-    A dr, dz, dn, dh_n, dh_prev;
-    cell::gru_backward(g[j], g[H + j], g[2 * H + j], g[3 * H + j], to_acc(s.h_prev.row(r)[j]),
-                       dh, dr, dz, dn, dh_n, dh_prev);
-    T* d_ih = s.dgates_ih.row(r);
-    T* d_hh = s.dgates_hh.row(r);
-    d_ih[j] = from_acc<T>(dr);
-    d_ih[H + j] = from_acc<T>(dz);
-    d_ih[2 * H + j] = from_acc<T>(dn);
-    d_hh[j] = from_acc<T>(dr);
-    d_hh[H + j] = from_acc<T>(dz);
-    d_hh[2 * H + j] = from_acc<T>(dh_n);
-    s.dh.row(r)[j] = dh_prev;
+    cell::gru_backward_unit<acc_t<T>>(Element<acc_t<T>>{}, s, r, j);
   }
 }
 
@@ -143,20 +114,17 @@ __global__ void rnn_forward_kernel(RnnForwardStep<T, acc_t<T>> s) {
   const int64_t H = s.hidden;
   FASTRNN_FOR_EACH_UNIT(s) {
     const int64_t r = idx / H, j = idx - r * H;
-    const acc_t<T> h = Activation::forward(s.pre.row(r)[j] + biases(s.b_ih, s.b_hh, j));
-    s.h.row(r)[j] = from_acc<T>(h);
-    if (s.y) s.y.row(r)[j] = from_acc<T>(h);
+    cell::rnn_forward_unit<Activation>(Element<acc_t<T>>{}, s, r, j,
+                                       s.pre.row(r)[j] + biases(s.b_ih, s.b_hh, j));
   }
 }
 
 template <class Activation, class T>
 __global__ void rnn_backward_kernel(RnnBackwardStep<T, acc_t<T>> s) {
-  using A = acc_t<T>;
   const int64_t H = s.hidden;
   FASTRNN_FOR_EACH_UNIT(s) {
     const int64_t r = idx / H, j = idx - r * H;
-    const A dh = s.dh.row(r)[j] + (s.dy ? to_acc(s.dy.row(r)[j]) : A(0));
-    s.dpre.row(r)[j] = from_acc<T>(Activation::backward(dh, to_acc(s.h.row(r)[j])));
+    cell::rnn_backward_unit<Activation, acc_t<T>>(Element<acc_t<T>>{}, s, r, j);
   }
 }
 
