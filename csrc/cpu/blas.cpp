@@ -4,6 +4,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <atomic>
 #include <climits>
 #include <cstdlib>
 #include <cstring>
@@ -101,23 +102,35 @@ void tiled_gemm(const StepKernels<float>& kernels, bool trans_a, int64_t m, int6
                 const float* a, int64_t lda, const float* b, int64_t ldb, bool accumulate,
                 float* c, int64_t ldc) {
   // Blocks of kRows x kCols of C, each over the whole inner dimension (no two threads write one
-  // element), a thread's share of them at least kMinFlops.
+  // element), in row-major order. The threads take them one at a time from a shared counter, so
+  // a thread that lost its core (another process on it) holds up at most its current block
+  // instead of its whole static share; at least kMinFlops of blocks a thread.
   constexpr int64_t kRows = 48, kCols = 64, kMinFlops = 200000;
   if (m <= 0 || n <= 0) return;
   const int64_t row_blocks = (m + kRows - 1) / kRows, col_blocks = (n + kCols - 1) / kCols;
+  const int64_t blocks = row_blocks * col_blocks;
   const int64_t block_flops = 2 * kRows * kCols * std::max<int64_t>(1, k);
-  const int64_t grain = std::max<int64_t>(1, kMinFlops / block_flops);
-  at::parallel_for(0, row_blocks * col_blocks, grain, [&](int64_t begin, int64_t end) {
+  const int64_t per_thread = std::max<int64_t>(1, kMinFlops / block_flops);
+  const int64_t threads =
+      std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), blocks / per_thread));
+  std::atomic<int64_t> next{0};
+  auto run_blocks = [&] {
     GemmBlock<float> g{.a = a, .lda = lda, .trans_a = trans_a, .b = b, .ldb = ldb, .c = c,
                        .ldc = ldc, .inner = k, .accumulate = accumulate};
-    for (int64_t i = begin; i < end; ++i) {
+    for (int64_t i = next.fetch_add(1, std::memory_order_relaxed); i < blocks;
+         i = next.fetch_add(1, std::memory_order_relaxed)) {
       g.row_begin = i / col_blocks * kRows;
       g.row_end = std::min(m, g.row_begin + kRows);
       g.col_begin = i % col_blocks * kCols;
       g.col_end = std::min(n, g.col_begin + kCols);
       kernels.gemm_block(g);
     }
-  });
+  };
+  if (threads == 1) {
+    run_blocks();
+    return;
+  }
+  at::parallel_for(0, threads, 1, [&](int64_t, int64_t) { run_blocks(); });
 }
 
 bool tiled_gemm_enabled(const StepKernels<float>& kernels) {

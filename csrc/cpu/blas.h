@@ -17,7 +17,7 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, 
           int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc);
 
 // Row-major C [m, n] (+)= op(A) B with the micro-kernel of `kernels` (GemmBlock), in
-// blocks of C split across torch's intra-op threads; op(A) as for gemm, B as stored. Backward's
+// blocks of C that torch's intra-op threads take one at a time; op(A) as for gemm, B as stored. Backward's
 // float32 input and weight gradients run here where tiled_gemm_enabled.
 void tiled_gemm(const StepKernels<float>& kernels, bool trans_a, int64_t m, int64_t n, int64_t k,
                 const float* a, int64_t lda, const float* b, int64_t ldb, bool accumulate,
