@@ -128,8 +128,10 @@ class CpuBackend {
                             matrix, rows, cols, out, accumulate);
   }
 
-  void step(const LstmBackwardStep<T>& s) const { run(kernels_.lstm_backward, s); }
-  void step(const GruBackwardStep<T>& s) const { run(kernels_.gru_backward, s); }
+  template <CellKind kCell, class Step>
+  void step(const Step& s) const {
+    run(kernels_.template cell<kCell>().backward, s);
+  }
 
   // ---- forward steps: the recurrent GEMM fused with the gate math (fused_kernels_impl.h) ----
 
@@ -367,11 +369,6 @@ class CpuBackend {
     });
   }
 
-  template <CellKind kCell>
-  void rnn_step(const RnnBackwardStep<T>& s) const {
-    run(kCell == CellKind::kRnnTanh ? kernels_.rnn_tanh_backward : kernels_.rnn_relu_backward, s);
-  }
-
  private:
   // Runs a step kernel over a step's rows, split across torch's intra-op threads when the step
   // is big enough to pay for the fork.
@@ -390,14 +387,7 @@ class CpuBackend {
 
   template <CellKind kCell>
   auto fused_kernel() const {
-    if constexpr (kCell == CellKind::kLstm) {
-      return kernels_.lstm_fused_forward;
-    } else if constexpr (kCell == CellKind::kGru) {
-      return kernels_.gru_fused_forward;
-    } else {
-      return kCell == CellKind::kRnnTanh ? kernels_.rnn_tanh_fused_forward
-                                         : kernels_.rnn_relu_fused_forward;
-    }
+    return kernels_.template cell<kCell>().fused_forward;
   }
 
   const StepKernels<T>& kernels_ = step_kernels<T>();

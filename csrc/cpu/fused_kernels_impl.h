@@ -493,6 +493,18 @@ void rnn_fused_forward(const FusedForwardStep<RnnForwardStep<T>, T>& f) {
   }
 }
 
+// Cell kCell's fused forward step: the kernel above that forms its pre-activations.
+template <CellKind kCell, class V, class T>
+void fused_forward(const FusedForwardStep<typename CellKernels<T, kCell>::Forward, T>& f) {
+  if constexpr (kCell == CellKind::kLstm) {
+    lstm_fused_forward<V>(f);
+  } else if constexpr (kCell == CellKind::kGru) {
+    gru_fused_forward<V>(f);
+  } else {
+    rnn_fused_forward<typename cell::CellUnits<kCell>::Activation, V>(f);
+  }
+}
+
 // out rows r < TR (ldo apart) (+)= acc[r], the last of the NVT vectors `last` lanes wide.
 template <class V, int TR, int NVT, class T>
 inline void store_tile(T* out, int64_t ldo, int last, bool accumulate, V (&acc)[TR][NVT]) {

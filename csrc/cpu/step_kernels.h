@@ -3,8 +3,12 @@
 // isa.h returns the table for the instruction set chosen at run time.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <tuple>
+#include <utility>
 
+#include "fastrnn/cell_steps.h"
 #include "fastrnn/cells.h"
 #include "fastrnn/steps.h"
 
@@ -148,24 +152,45 @@ constexpr int64_t kMaxVectorWidth = 16;
 // set's exp/sigmoid/tanh against libm.
 enum class Activation { kSigmoid, kTanh, kRelu };
 
+// The step kernels of cell kCell: its fused forward step and its backward pointwise step.
+template <class T, CellKind kCell>
+struct CellKernels {
+  using Forward = typename CellSteps<kCell>::template ForwardStep<T, T>;
+  using Backward = typename CellSteps<kCell>::template BackwardStep<T, T>;
+  void (*fused_forward)(const FusedForwardStep<Forward, T>&) = nullptr;
+  void (*backward)(const Backward&) = nullptr;
+};
+
+namespace detail {
+template <class T, std::size_t... kIndex>
+std::tuple<CellKernels<T, kCells[kIndex].kind>...> cell_kernels(std::index_sequence<kIndex...>);
+}  // namespace detail
+
+// One CellKernels per cell of kCells, in its order.
+template <class T>
+using EveryCellKernels =
+    decltype(detail::cell_kernels<T>(std::make_index_sequence<kCellCount>{}));
+
 template <class T>
 struct StepKernels {
-  void (*lstm_backward)(const LstmBackwardStep<T>&);
-  void (*gru_backward)(const GruBackwardStep<T>&);
-  void (*rnn_tanh_backward)(const RnnBackwardStep<T>&);
-  void (*rnn_relu_backward)(const RnnBackwardStep<T>&);
+  EveryCellKernels<T> cells;
+  template <CellKind kCell>
+  const CellKernels<T, kCell>& cell() const {
+    return std::get<static_cast<std::size_t>(kCell)>(cells);
+  }
+  template <CellKind kCell>
+  CellKernels<T, kCell>& cell() {
+    return std::get<static_cast<std::size_t>(kCell)>(cells);
+  }
+
   void (*activation)(Activation kind, const T* in, T* out, int64_t n);
   // The core's FMA peak: a register-only loop of FMAs in this instruction set; returns the
   // floating-point operations it did.
   double (*fma_loop)(int64_t iterations);
 
-  // The fused forward steps (see Panels), and the vector width their panels are built for
-  // (at most kMaxVectorWidth).
+  // The vector width the fused forward steps' panels are built for (see Panels; at most
+  // kMaxVectorWidth).
   int64_t vector_width;
-  void (*lstm_fused_forward)(const FusedForwardStep<LstmForwardStep<T>, T>&);
-  void (*gru_fused_forward)(const FusedForwardStep<GruForwardStep<T>, T>&);
-  void (*rnn_tanh_fused_forward)(const FusedForwardStep<RnnForwardStep<T>, T>&);
-  void (*rnn_relu_fused_forward)(const FusedForwardStep<RnnForwardStep<T>, T>&);
   void (*hidden_grad)(const HiddenGradStep<T>&);
   void (*gemm_block)(const GemmBlock<T>&);
   // The fused steps can run Panels::bf16 (set by isa.cpp: compiled for it and the CPU has it),
@@ -174,9 +199,9 @@ struct StepKernels {
   void (*to_bf16)(const float* in, uint16_t* out, int64_t n) = nullptr;
 };
 
-// Hidden units per panel, in vectors: one for the LSTM and the GRU (their 4 and 3 gates give the
-// micro-kernel 4 and 3 vectors of columns), four for the vanilla RNN (one gate).
-constexpr int64_t panel_vectors(CellKind cell) { return cell == CellKind::kRnnTanh || cell == CellKind::kRnnRelu ? 4 : 1; }
+// Hidden units per panel, in vectors: one for cells of several gates (the LSTM's 4 and the GRU's
+// 3 give the micro-kernel 4 and 3 vectors of columns), four for one gate (the vanilla RNN).
+constexpr int64_t panel_vectors(CellKind cell) { return gate_count(cell) == 1 ? 4 : 1; }
 
 // One table per instruction set, defined in step_kernels_<isa>.cpp. Double precision runs the
 // baseline (scalar, libm) kernels on every machine: it exists for accuracy, not speed.

@@ -62,24 +62,11 @@ void backward_step(const Step& s, Unit unit) {
   }
 }
 
-template <class V, class T>
-void lstm_backward(const LstmBackwardStep<T>& s) {
+// Cell kCell's backward step.
+template <CellKind kCell, class V, class T>
+void backward_kernel(const typename CellKernels<T, kCell>::Backward& s) {
   backward_step<V>(s, [&](const Lanes<V>& io, int64_t r, int64_t j) {
-    cell::lstm_backward_unit<V>(io, s, r, j);
-  });
-}
-
-template <class V, class T>
-void gru_backward(const GruBackwardStep<T>& s) {
-  backward_step<V>(s, [&](const Lanes<V>& io, int64_t r, int64_t j) {
-    cell::gru_backward_unit<V>(io, s, r, j);
-  });
-}
-
-template <class Activation, class V, class T>
-void rnn_backward(const RnnBackwardStep<T>& s) {
-  backward_step<V>(s, [&](const Lanes<V>& io, int64_t r, int64_t j) {
-    cell::rnn_backward_unit<Activation, V>(io, s, r, j);
+    cell::CellUnits<kCell>::template backward<V>(io, s, r, j);
   });
 }
 
@@ -128,18 +115,15 @@ namespace fastrnn::cpu::FASTRNN_ISA {
 template <class V, class T>
 StepKernels<T> make_step_kernels() {
   StepKernels<T> k;
-  k.lstm_backward = &lstm_backward<V, T>;
-  k.gru_backward = &gru_backward<V, T>;
-  k.rnn_tanh_backward = &rnn_backward<cell::TanhActivation, V, T>;
-  k.rnn_relu_backward = &rnn_backward<cell::ReluActivation, V, T>;
+  for_each_cell([&](auto cell) {
+    constexpr CellKind kCell = decltype(cell)::value;
+    k.template cell<kCell>().fused_forward = &fused_forward<kCell, V, T>;
+    k.template cell<kCell>().backward = &backward_kernel<kCell, V, T>;
+  });
   k.activation = &activation<V, T>;
   k.fma_loop = &fma_loop<V, T>;
   static_assert(V::kWidth <= kMaxVectorWidth);
   k.vector_width = V::kWidth;
-  k.lstm_fused_forward = &lstm_fused_forward<V, T>;
-  k.gru_fused_forward = &gru_fused_forward<V, T>;
-  k.rnn_tanh_fused_forward = &rnn_fused_forward<cell::TanhActivation, V, T>;
-  k.rnn_relu_fused_forward = &rnn_fused_forward<cell::ReluActivation, V, T>;
   k.hidden_grad = &hidden_grad<V, T>;
   k.gemm_block = &gemm_block<V, T>;
 #ifdef FASTRNN_BF16_PRODUCTS

@@ -64,67 +64,42 @@ struct Element {
   }
 };
 
-template <class T>
-__global__ void lstm_forward_kernel(LstmForwardStep<T, acc_t<T>> s) {
+// The forward step of cell kCell: forms each unit's pre-activations (the step's rows hold
+// x W_ih^T + h W_hh^T; the GRU's h W_hh^T is apart, in hh) and runs the cell's forward unit.
+template <CellKind kCell, class T>
+__global__ void forward_kernel(CellForwardStep<kCell, T> s) {
+  using A = acc_t<T>;
   const int64_t H = s.hidden;
+  const Element<A> io{};
   FASTRNN_FOR_EACH_UNIT(s) {
     const int64_t r = idx / H, j = idx - r * H;
-    const acc_t<T>* g = s.gates.row(r);
-    cell::lstm_forward_unit(Element<acc_t<T>>{}, s, r, j, g[j] + biases(s.b_ih, s.b_hh, j),
-                            g[H + j] + biases(s.b_ih, s.b_hh, H + j),
-                            g[2 * H + j] + biases(s.b_ih, s.b_hh, 2 * H + j),
-                            g[3 * H + j] + biases(s.b_ih, s.b_hh, 3 * H + j), /*save=*/true);
+    if constexpr (kCell == CellKind::kLstm) {
+      const A* g = s.gates.row(r);
+      cell::lstm_forward_unit(io, s, r, j, g[j] + biases(s.b_ih, s.b_hh, j),
+                              g[H + j] + biases(s.b_ih, s.b_hh, H + j),
+                              g[2 * H + j] + biases(s.b_ih, s.b_hh, 2 * H + j),
+                              g[3 * H + j] + biases(s.b_ih, s.b_hh, 3 * H + j), /*save=*/true);
+    } else if constexpr (kCell == CellKind::kGru) {
+      const A* g = s.gates.row(r);
+      const A* hh = s.hh.row(r);
+      cell::gru_forward_unit(io, s, r, j, g[j] + load(s.b_ih, j), g[H + j] + load(s.b_ih, H + j),
+                             g[2 * H + j] + load(s.b_ih, 2 * H + j), hh[j] + load(s.b_hh, j),
+                             hh[H + j] + load(s.b_hh, H + j),
+                             hh[2 * H + j] + load(s.b_hh, 2 * H + j), /*save=*/true);
+    } else {
+      cell::rnn_forward_unit<typename cell::CellUnits<kCell>::Activation>(
+          io, s, r, j, s.pre.row(r)[j] + biases(s.b_ih, s.b_hh, j));
+    }
   }
 }
 
-template <class T>
-__global__ void lstm_backward_kernel(LstmBackwardStep<T, acc_t<T>> s) {
+// The backward step of cell kCell: its backward unit for every (row, unit).
+template <CellKind kCell, class T>
+__global__ void backward_kernel(CellBackwardStep<kCell, T> s) {
   const int64_t H = s.hidden;
   FASTRNN_FOR_EACH_UNIT(s) {
     const int64_t r = idx / H, j = idx - r * H;
-    cell::lstm_backward_unit<acc_t<T>>(Element<acc_t<T>>{}, s, r, j);
-  }
-}
-
-template <class T>
-__global__ void gru_forward_kernel(GruForwardStep<T, acc_t<T>> s) {
-  const int64_t H = s.hidden;
-  FASTRNN_FOR_EACH_UNIT(s) {
-    const int64_t r = idx / H, j = idx - r * H;
-    const acc_t<T>* g = s.gates.row(r);
-    const acc_t<T>* hh = s.hh.row(r);
-    cell::gru_forward_unit(Element<acc_t<T>>{}, s, r, j, g[j] + load(s.b_ih, j),
-                           g[H + j] + load(s.b_ih, H + j), g[2 * H + j] + load(s.b_ih, 2 * H + j),
-                           hh[j] + load(s.b_hh, j), hh[H + j] + load(s.b_hh, H + j),
-                           hh[2 * H + j] + load(s.b_hh, 2 * H + j), /*save=*/true);
-  }
-}
-
-template <class T>
-__global__ void gru_backward_kernel(GruBackwardStep<T, acc_t<T>> s) {
-  const int64_t H = s.hidden;
-  FASTRNN_FOR_EACH_UNIT(s) {
-    const int64_t r = idx / H, j = idx - r * H;
-    cell::gru_backward_unit<acc_t<T>>(Element<acc_t<T>>{}, s, r, j);
-  }
-}
-
-template <class Activation, class T>
-__global__ void rnn_forward_kernel(RnnForwardStep<T, acc_t<T>> s) {
-  const int64_t H = s.hidden;
-  FASTRNN_FOR_EACH_UNIT(s) {
-    const int64_t r = idx / H, j = idx - r * H;
-    cell::rnn_forward_unit<Activation>(Element<acc_t<T>>{}, s, r, j,
-                                       s.pre.row(r)[j] + biases(s.b_ih, s.b_hh, j));
-  }
-}
-
-template <class Activation, class T>
-__global__ void rnn_backward_kernel(RnnBackwardStep<T, acc_t<T>> s) {
-  const int64_t H = s.hidden;
-  FASTRNN_FOR_EACH_UNIT(s) {
-    const int64_t r = idx / H, j = idx - r * H;
-    cell::rnn_backward_unit<Activation, acc_t<T>>(Element<acc_t<T>>{}, s, r, j);
+    cell::CellUnits<kCell>::template backward<acc_t<T>>(Element<acc_t<T>>{}, s, r, j);
   }
 }
 
@@ -161,32 +136,13 @@ cudaError_t launch(Kernel kernel, int64_t total, cudaStream_t stream, const Args
 
 }  // namespace
 
-template <class T>
-cudaError_t step(const LstmForwardStep<T, acc_t<T>>& s, cudaStream_t stream) {
-  return launch(lstm_forward_kernel<T>, s.rows * s.hidden, stream, s);
+template <CellKind kCell, class T>
+cudaError_t step(const CellForwardStep<kCell, T>& s, cudaStream_t stream) {
+  return launch(forward_kernel<kCell, T>, s.rows * s.hidden, stream, s);
 }
-template <class T>
-cudaError_t step(const LstmBackwardStep<T, acc_t<T>>& s, cudaStream_t stream) {
-  return launch(lstm_backward_kernel<T>, s.rows * s.hidden, stream, s);
-}
-template <class T>
-cudaError_t step(const GruForwardStep<T, acc_t<T>>& s, cudaStream_t stream) {
-  return launch(gru_forward_kernel<T>, s.rows * s.hidden, stream, s);
-}
-template <class T>
-cudaError_t step(const GruBackwardStep<T, acc_t<T>>& s, cudaStream_t stream) {
-  return launch(gru_backward_kernel<T>, s.rows * s.hidden, stream, s);
-}
-
-template <class T, bool kRelu>
-cudaError_t rnn_step(const RnnForwardStep<T, acc_t<T>>& s, cudaStream_t stream) {
-  using Activation = std::conditional_t<kRelu, cell::ReluActivation, cell::TanhActivation>;
-  return launch(rnn_forward_kernel<Activation, T>, s.rows * s.hidden, stream, s);
-}
-template <class T, bool kRelu>
-cudaError_t rnn_step(const RnnBackwardStep<T, acc_t<T>>& s, cudaStream_t stream) {
-  using Activation = std::conditional_t<kRelu, cell::ReluActivation, cell::TanhActivation>;
-  return launch(rnn_backward_kernel<Activation, T>, s.rows * s.hidden, stream, s);
+template <CellKind kCell, class T>
+cudaError_t step(const CellBackwardStep<kCell, T>& s, cudaStream_t stream) {
+  return launch(backward_kernel<kCell, T>, s.rows * s.hidden, stream, s);
 }
 
 template <class Dst, class Src>
@@ -199,17 +155,18 @@ cudaError_t add(T* out, const T* a, const acc_t<T>* b, int64_t n, cudaStream_t s
   return launch(add_kernel<T>, n, stream, out, a, b, n);
 }
 
-// Explicit instantiations of everything for storage type T (one .cu file per type).
-#define FASTRNN_INSTANTIATE_CUDA_STEPS(T)                                                      \
-  template cudaError_t step<T>(const LstmForwardStep<T, acc_t<T>>&, cudaStream_t);            \
-  template cudaError_t step<T>(const LstmBackwardStep<T, acc_t<T>>&, cudaStream_t);           \
-  template cudaError_t step<T>(const GruForwardStep<T, acc_t<T>>&, cudaStream_t);             \
-  template cudaError_t step<T>(const GruBackwardStep<T, acc_t<T>>&, cudaStream_t);            \
-  template cudaError_t rnn_step<T, false>(const RnnForwardStep<T, acc_t<T>>&, cudaStream_t);  \
-  template cudaError_t rnn_step<T, true>(const RnnForwardStep<T, acc_t<T>>&, cudaStream_t);   \
-  template cudaError_t rnn_step<T, false>(const RnnBackwardStep<T, acc_t<T>>&, cudaStream_t); \
-  template cudaError_t rnn_step<T, true>(const RnnBackwardStep<T, acc_t<T>>&, cudaStream_t);  \
+// Explicit instantiations of everything for storage type T (one .cu file per type), every
+// cell of cells.h's kCells.
+#define FASTRNN_INSTANTIATE_CUDA_CELL(kCell, T)                                               \
+  template cudaError_t step<kCell, T>(const CellForwardStep<kCell, T>&, cudaStream_t);        \
+  template cudaError_t step<kCell, T>(const CellBackwardStep<kCell, T>&, cudaStream_t);
+#define FASTRNN_INSTANTIATE_CUDA_STEPS(T)                                                     \
+  FASTRNN_INSTANTIATE_CUDA_CELL(CellKind::kRnnTanh, T)                                        \
+  FASTRNN_INSTANTIATE_CUDA_CELL(CellKind::kRnnRelu, T)                                        \
+  FASTRNN_INSTANTIATE_CUDA_CELL(CellKind::kLstm, T)                                           \
+  FASTRNN_INSTANTIATE_CUDA_CELL(CellKind::kGru, T)                                            \
   template cudaError_t add<T>(T*, const T*, const acc_t<T>*, int64_t, cudaStream_t);
+static_assert(kCellCount == 4, "FASTRNN_INSTANTIATE_CUDA_STEPS lists every cell of kCells");
 
 // Conversions exist only where acc_t<T> differs from T (the half types).
 #define FASTRNN_INSTANTIATE_CUDA_CONVERSIONS(T)                                           \

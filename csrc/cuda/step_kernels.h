@@ -11,6 +11,8 @@
 
 #include <cstdint>
 
+#include "fastrnn/cell_steps.h"
+#include "fastrnn/cells.h"
 #include "fastrnn/steps.h"
 
 namespace fastrnn::cuda {
@@ -20,18 +22,17 @@ template <> struct Acc<__half> { using type = float; };
 template <> struct Acc<__nv_bfloat16> { using type = float; };
 template <class T> using acc_t = typename Acc<T>::type;
 
-template <class T>
-cudaError_t step(const LstmForwardStep<T, acc_t<T>>& s, cudaStream_t stream);
-template <class T>
-cudaError_t step(const LstmBackwardStep<T, acc_t<T>>& s, cudaStream_t stream);
-template <class T>
-cudaError_t step(const GruForwardStep<T, acc_t<T>>& s, cudaStream_t stream);
-template <class T>
-cudaError_t step(const GruBackwardStep<T, acc_t<T>>& s, cudaStream_t stream);
-template <class T, bool kRelu>
-cudaError_t rnn_step(const RnnForwardStep<T, acc_t<T>>& s, cudaStream_t stream);
-template <class T, bool kRelu>
-cudaError_t rnn_step(const RnnBackwardStep<T, acc_t<T>>& s, cudaStream_t stream);
+// Cell kCell's step structs on this storage type.
+template <CellKind kCell, class T>
+using CellForwardStep = typename CellSteps<kCell>::template ForwardStep<T, acc_t<T>>;
+template <CellKind kCell, class T>
+using CellBackwardStep = typename CellSteps<kCell>::template BackwardStep<T, acc_t<T>>;
+
+// Cell kCell's step kernel, forward or backward, over the step's rows.
+template <CellKind kCell, class T>
+cudaError_t step(const CellForwardStep<kCell, T>& s, cudaStream_t stream);
+template <CellKind kCell, class T>
+cudaError_t step(const CellBackwardStep<kCell, T>& s, cudaStream_t stream);
 
 // dst[i] = src[i], between a half type T and acc_t<T> = float (either direction).
 template <class Dst, class Src>

@@ -81,11 +81,9 @@ class TestBackend {
     }
   }
 
-  void step(const LstmBackwardStep<T>& s) const { kernels_.lstm_backward(s); }
-  void step(const GruBackwardStep<T>& s) const { kernels_.gru_backward(s); }
-  template <CellKind kCell>
-  void rnn_step(const RnnBackwardStep<T>& s) const {
-    (kCell == CellKind::kRnnRelu ? kernels_.rnn_relu_backward : kernels_.rnn_tanh_backward)(s);
+  template <CellKind kCell, class Step>
+  void step(const Step& s) const {
+    kernels_.template cell<kCell>().backward(s);
   }
 
   // Forward: the fused steps with W_hh as stored; the driver's GEMM computes x W_ih^T.
@@ -113,10 +111,7 @@ class TestBackend {
     f.w = p.panels;
     f.panel_end = p.panels.count;
     f.save = training;
-    if constexpr (kCell == CellKind::kLstm) kernels_.lstm_fused_forward(f);
-    else if constexpr (kCell == CellKind::kGru) kernels_.gru_fused_forward(f);
-    else if constexpr (kCell == CellKind::kRnnTanh) kernels_.rnn_tanh_fused_forward(f);
-    else kernels_.rnn_relu_fused_forward(f);
+    kernels_.template cell<kCell>().fused_forward(f);
   }
   template <CellKind kCell, class StepAt>
   void forward_steps(int64_t steps, const StepAt& step_at, const Prepared& p, A* hh,

@@ -140,7 +140,7 @@ LstmOut lstm_forward(const StepKernels<T>& k, Layout layout, const Inputs& in) {
   s.c = rows_of(c, H);
   s.c_saved = rows_of(c_saved, H);
   s.h = rows_of(h, H);
-  k.lstm_fused_forward(fused.step(s, in.P));
+  k.template cell<CellKind::kLstm>().fused_forward(fused.step(s, in.P));
   for (int64_t i = 0; i < rows * H; ++i) expect_close("lstm c_saved = c", c_saved[i], c[i], 0);
   return {{gates.begin(), gates.end()}, {c.begin(), c.end()}, {h.begin(), h.end()}};
 }
@@ -164,7 +164,7 @@ GruOut gru_forward(const StepKernels<T>& k, Layout layout, const Inputs& in) {
   s.b_hh = b_hh.data();
   s.h_prev = const_rows_of(fused.h_prev, H);
   s.h = rows_of(h, H);
-  k.gru_fused_forward(fused.step(s, H));
+  k.template cell<CellKind::kGru>().fused_forward(fused.step(s, H));
   return {{gates.begin(), gates.end()}, {h.begin(), h.end()}};
 }
 
@@ -183,7 +183,8 @@ std::vector<double> rnn_forward(const StepKernels<T>& k, bool relu, Layout layou
   s.b_ih = b_ih.data();
   s.b_hh = b_hh.data();
   s.h = rows_of(h, H);
-  (relu ? k.rnn_relu_fused_forward : k.rnn_tanh_fused_forward)(fused.step(s, in.P));
+  (relu ? k.template cell<CellKind::kRnnRelu>().fused_forward
+        : k.template cell<CellKind::kRnnTanh>().fused_forward)(fused.step(s, in.P));
   return {h.begin(), h.end()};
 }
 
@@ -303,7 +304,7 @@ void check_lstm_backward(const StepKernels<double>& k, std::mt19937& rng) {
   s.dc = rows_of(dc, H);
   s.dgates = rows_of(dgates, 4 * H);
   s.r = rows_of(r, H);
-  k.lstm_backward(s);
+  k.cell<CellKind::kLstm>().backward(s);
   finite_difference("lstm d(pre)", in.pre, loss, dgates);
   finite_difference("lstm d(c_prev)", in.c_prev, loss, dc);
   finite_difference("lstm d(h_prev)", in.h_prev, loss,
@@ -327,7 +328,7 @@ void check_gru_backward(const StepKernels<double>& k, std::mt19937& rng) {
   s.dh = rows_of(dh, H);
   s.dgates_ih = rows_of(d_ih, 3 * H);
   s.dgates_hh = rows_of(d_hh, 3 * H);
-  k.gru_backward(s);
+  k.cell<CellKind::kGru>().backward(s);
   finite_difference("gru d(x W_ih)", in.pre, loss, d_ih);
   finite_difference("gru d(b_hh)", in.b_hh, loss, [&] {
     std::vector<double> sum(3 * H);
@@ -354,7 +355,7 @@ void check_rnn_backward(const StepKernels<double>& k, std::mt19937& rng) {
     s.h = const_rows_of(h, H);
     s.dh = const_rows_of(w, H);
     s.dpre = rows_of(dpre, H);
-    (relu ? k.rnn_relu_backward : k.rnn_tanh_backward)(s);
+    (relu ? k.cell<CellKind::kRnnRelu>().backward : k.cell<CellKind::kRnnTanh>().backward)(s);
     const std::string name = relu ? "rnn relu" : "rnn tanh";
     finite_difference(name + " d(pre)", in.pre, loss, dpre);
     finite_difference(name + " d(h_prev)", in.h_prev, loss,

@@ -78,7 +78,7 @@ int lstm_forward(const at::Tensor& gates, const OptionalTensor& b_ih, const Opti
     s.c_saved = rows<A>(c_saved, "c_saved");
     s.h = rows<T>(h, "h");
     s.y = rows<T>(y, "y");
-    return static_cast<int>(cuda::step<T>(s, nullptr));
+    return static_cast<int>(cuda::step<fastrnn::CellKind::kLstm, T>(s, nullptr));
   });
 }
 
@@ -99,7 +99,7 @@ int lstm_backward(const at::Tensor& gates, const at::Tensor& c, const at::Tensor
     s.dc = rows<A>(dc, "dc");
     s.dgates = rows<T>(dgates, "dgates");
     s.r = rows<T>(r, "r");
-    return static_cast<int>(cuda::step<T>(s, nullptr));
+    return static_cast<int>(cuda::step<fastrnn::CellKind::kLstm, T>(s, nullptr));
   });
 }
 
@@ -119,7 +119,7 @@ int gru_forward(const at::Tensor& gates, const at::Tensor& hh, const OptionalTen
     s.h_prev = rows<const T>(h_prev, "h_prev");
     s.h = rows<T>(h, "h");
     s.y = rows<T>(y, "y");
-    return static_cast<int>(cuda::step<T>(s, nullptr));
+    return static_cast<int>(cuda::step<fastrnn::CellKind::kGru, T>(s, nullptr));
   });
 }
 
@@ -137,7 +137,7 @@ int gru_backward(const at::Tensor& gates, const at::Tensor& h_prev, const Option
     s.dh = rows<A>(dh, "dh");
     s.dgates_ih = rows<T>(dgates_ih, "dgates_ih");
     s.dgates_hh = rows<T>(dgates_hh, "dgates_hh");
-    return static_cast<int>(cuda::step<T>(s, nullptr));
+    return static_cast<int>(cuda::step<fastrnn::CellKind::kGru, T>(s, nullptr));
   });
 }
 
@@ -154,8 +154,8 @@ int rnn_forward(bool relu, const at::Tensor& pre, const OptionalTensor& b_ih,
     s.b_hh = pointer<T>(b_hh, "b_hh");
     s.h = rows<T>(h, "h");
     s.y = rows<T>(y, "y");
-    return static_cast<int>(relu ? cuda::rnn_step<T, true>(s, nullptr)
-                                 : cuda::rnn_step<T, false>(s, nullptr));
+    return static_cast<int>(relu ? cuda::step<fastrnn::CellKind::kRnnRelu, T>(s, nullptr)
+                                 : cuda::step<fastrnn::CellKind::kRnnTanh, T>(s, nullptr));
   });
 }
 
@@ -171,8 +171,8 @@ int rnn_backward(bool relu, const at::Tensor& h, const at::Tensor& dh, const Opt
     s.dh = rows<const A>(dh, "dh");
     s.dy = rows<const T>(dy, "dy");
     s.dpre = rows<T>(dpre, "dpre");
-    return static_cast<int>(relu ? cuda::rnn_step<T, true>(s, nullptr)
-                                 : cuda::rnn_step<T, false>(s, nullptr));
+    return static_cast<int>(relu ? cuda::step<fastrnn::CellKind::kRnnRelu, T>(s, nullptr)
+                                 : cuda::step<fastrnn::CellKind::kRnnTanh, T>(s, nullptr));
   });
 }
 

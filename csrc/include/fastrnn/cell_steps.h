@@ -4,6 +4,8 @@
 // The driver itself is cell-generic: it calls these and knows no cell by name. Torch-free.
 //
 //   template <> struct CellSteps<kCell> {
+//     template <class T, class A> using ForwardStep = ...;   // the cell's step structs (steps.h)
+//     template <class T, class A> using BackwardStep = ...;
 //     // Width of the driver's pre-activation rows in inference, in blocks of H (training uses
 //     // the workspace layout, cell_info(kCell).workspace_blocks).
 //     static constexpr int64_t kInferenceBlocks;
@@ -15,9 +17,9 @@
 //     static constexpr bool kDirectHiddenGrad;
 //     static auto forward(const ForwardPlace<T, A>&);         // the forward step struct
 //     static Rows<A> product_rows(const ForwardStep&);        // where h W_hh^T adds (unless separate)
-//     static void run(const Backend&, const Step&);           // a step kernel, forward or backward
 //     static void backward(const Backend&, const BackwardPlace<T, A>&, int64_t u0, int64_t u1);
 //   };
+// A step kernel runs as backend.template step<kCell>(step), forward or backward.
 #pragma once
 
 #include <algorithm>
@@ -80,19 +82,19 @@ struct BackwardPlace {
 namespace detail {
 
 // Runs a backward step whose `prev` matrix (c_{t-1} or h_{t-1}) comes from two places.
-template <class Backend, class Step, class U>
+template <CellKind kCell, class Backend, class Step, class U>
 void step_with_previous(const Backend& backend, const Step& step, Rows<const U> Step::*prev,
                         const PreviousStep& from, Rows<const U> previous_outputs,
                         Rows<const U> initial) {
   if (from.split > 0) {
     Step head = step.slice(0, from.split);
     head.*prev = previous_outputs.skip(from.offset);
-    backend.step(head);
+    backend.template step<kCell>(head);
   }
   if (from.split < step.rows) {
     Step tail = step.slice(from.split, step.rows);
     tail.*prev = initial.skip(from.split);
-    backend.step(tail);
+    backend.template step<kCell>(tail);
   }
 }
 
@@ -127,6 +129,10 @@ struct CellSteps;
 // projection.
 template <>
 struct CellSteps<CellKind::kLstm> {
+  template <class T, class A>
+  using ForwardStep = LstmForwardStep<T, A>;
+  template <class T, class A>
+  using BackwardStep = LstmBackwardStep<T, A>;
   static constexpr int64_t kInferenceBlocks = 4;
   static constexpr bool kSeparateProduct = false;
   static constexpr bool kDirectHiddenGrad = false;
@@ -146,8 +152,6 @@ struct CellSteps<CellKind::kLstm> {
   }
   template <class T, class A>
   static Rows<A> product_rows(const LstmForwardStep<T, A>& step) { return step.gates; }
-  template <class Backend, class Step>
-  static void run(const Backend& backend, const Step& step) { backend.step(step); }
 
   template <class Backend, class T, class A>
   static void backward(const Backend& backend, const BackwardPlace<T, A>& p, int64_t u0,
@@ -170,8 +174,8 @@ struct CellSteps<CellKind::kLstm> {
       step.dh = {p.dh, H};
       step.dy = {p.dy, H};
     }
-    detail::step_with_previous(backend, step.unit_slice(u0, u1),
-                               &LstmBackwardStep<T, A>::c_prev, p.from,
+    detail::step_with_previous<CellKind::kLstm>(backend, step.unit_slice(u0, u1),
+                                                &LstmBackwardStep<T, A>::c_prev, p.from,
                                Rows<const A>{p.workspace + 4 * H + u0, p.ld},
                                Rows<const A>{p.c0 + u0, H});
   }
@@ -181,6 +185,10 @@ struct CellSteps<CellKind::kLstm> {
 // h_n = W_hn h + b_hn (also in inference: the rows are 4H wide either way).
 template <>
 struct CellSteps<CellKind::kGru> {
+  template <class T, class A>
+  using ForwardStep = GruForwardStep<T, A>;
+  template <class T, class A>
+  using BackwardStep = GruBackwardStep<T, A>;
   static constexpr int64_t kInferenceBlocks = 4;
   static constexpr bool kSeparateProduct = true;
   static constexpr bool kDirectHiddenGrad = true;
@@ -192,8 +200,6 @@ struct CellSteps<CellKind::kGru> {
     step.h_prev = {p.h_prev, p.hidden};
     return step;
   }
-  template <class Backend, class Step>
-  static void run(const Backend& backend, const Step& step) { backend.step(step); }
 
   template <class Backend, class T, class A>
   static void backward(const Backend& backend, const BackwardPlace<T, A>& p, int64_t u0,
@@ -205,14 +211,18 @@ struct CellSteps<CellKind::kGru> {
     step.dh = {p.dh, H};
     step.dgates_ih = p.dgates_ih;
     step.dgates_hh = p.dgates_hh;
-    detail::step_with_previous(backend, step.unit_slice(u0, u1), &GruBackwardStep<T, A>::h_prev,
-                               p.from, Rows<const T>{p.y + u0, H}, Rows<const T>{p.h0 + u0, H});
+    detail::step_with_previous<CellKind::kGru>(backend, step.unit_slice(u0, u1),
+                                               &GruBackwardStep<T, A>::h_prev, p.from, Rows<const T>{p.y + u0, H}, Rows<const T>{p.h0 + u0, H});
   }
 };
 
 // Vanilla RNN (tanh or relu): one block, nothing saved but the output.
 template <CellKind kCell>
 struct RnnCellSteps {
+  template <class T, class A>
+  using ForwardStep = RnnForwardStep<T, A>;
+  template <class T, class A>
+  using BackwardStep = RnnBackwardStep<T, A>;
   static constexpr int64_t kInferenceBlocks = 1;
   static constexpr bool kSeparateProduct = false;
   static constexpr bool kDirectHiddenGrad = false;
@@ -225,10 +235,6 @@ struct RnnCellSteps {
   }
   template <class T, class A>
   static Rows<A> product_rows(const RnnForwardStep<T, A>& step) { return step.pre; }
-  template <class Backend, class Step>
-  static void run(const Backend& backend, const Step& step) {
-    backend.template rnn_step<kCell>(step);
-  }
 
   template <class Backend, class T, class A>
   static void backward(const Backend& backend, const BackwardPlace<T, A>& p, int64_t u0,
@@ -239,7 +245,7 @@ struct RnnCellSteps {
     step.dh = {p.dh, H};
     step.dy = {p.dy, H};
     step.dpre = p.dgates_ih;
-    run(backend, step.unit_slice(u0, u1));
+    backend.template step<kCell>(step.unit_slice(u0, u1));
   }
 };
 template <>

@@ -14,12 +14,15 @@
 // recurrent product (the CPU kernels fuse that product into the step: fused_kernels_impl.h).
 // The gate blocks of a row are H apart: gate k of unit j is at k * H + j (steps.h).
 //
-// Included like cell_math.h (each CPU instruction set's copy in its own inline namespace).
+// CellUnits<kCell>::backward<V>(io, step, r, j) is cell kCell's backward unit, so a backward
+// kernel is one template for every cell. Included like cell_math.h (each CPU instruction set's
+// copy in its own inline namespace).
 #pragma once
 
 #include <cstdint>
 
 #include "fastrnn/cell_math.h"
+#include "fastrnn/cells.h"
 #include "fastrnn/steps.h"
 
 namespace fastrnn::cell {
@@ -129,6 +132,40 @@ FASTRNN_HOST_DEVICE void rnn_backward_unit(const Io& io, const RnnBackwardStep<T
   const V dh = io.load(s.dh.row(r), j) + io.load_or_zero(s.dy ? s.dy.row(r) : nullptr, j);
   io.store(s.dpre.row(r), j, Activation::backward(dh, io.load(s.h.row(r), j)));
 }
+
+// ---- by cell ----
+
+template <CellKind kCell>
+struct CellUnits;
+
+template <>
+struct CellUnits<CellKind::kLstm> {
+  template <class V, class Io, class Step>
+  FASTRNN_HOST_DEVICE static void backward(const Io& io, const Step& s, int64_t r, int64_t j) {
+    lstm_backward_unit<V>(io, s, r, j);
+  }
+};
+
+template <>
+struct CellUnits<CellKind::kGru> {
+  template <class V, class Io, class Step>
+  FASTRNN_HOST_DEVICE static void backward(const Io& io, const Step& s, int64_t r, int64_t j) {
+    gru_backward_unit<V>(io, s, r, j);
+  }
+};
+
+template <class ActivationT>
+struct RnnUnits {
+  using Activation = ActivationT;
+  template <class V, class Io, class Step>
+  FASTRNN_HOST_DEVICE static void backward(const Io& io, const Step& s, int64_t r, int64_t j) {
+    rnn_backward_unit<Activation, V>(io, s, r, j);
+  }
+};
+template <>
+struct CellUnits<CellKind::kRnnTanh> : RnnUnits<TanhActivation> {};
+template <>
+struct CellUnits<CellKind::kRnnRelu> : RnnUnits<ReluActivation> {};
 
 }  // namespace FASTRNN_CELL_NAMESPACE
 }  // namespace fastrnn::cell

@@ -71,4 +71,17 @@ decltype(auto) visit_cell(CellKind cell, F&& f) {
   return std::forward<F>(f)(CellConstant<kCells[kIndex].kind>{});
 }
 
+namespace detail {
+template <class F, std::size_t... kIndex>
+void for_each_cell(F& f, std::index_sequence<kIndex...>) {
+  (f(CellConstant<kCells[kIndex].kind>{}), ...);
+}
+}  // namespace detail
+
+// f(CellConstant<cell>{}) for every cell of kCells, in order.
+template <class F>
+void for_each_cell(F&& f) {
+  detail::for_each_cell(f, std::make_index_sequence<kCellCount>{});
+}
+
 }  // namespace fastrnn

@@ -26,11 +26,10 @@
 //     void widen_rows(const uint16_t* src, int64_t src_ld, A* dst, int64_t dst_ld,
 //                     int64_t rows, int64_t cols) const;
 //     void sum_rows(const T* matrix, int64_t rows, int64_t cols, T* out, bool accumulate) const;
-//     // The LSTM and GRU step kernels, and the RNN's: backward steps, and forward steps where
-//     // forward_step runs gemm_then_step (a backend whose forward steps are fused, the CPU's,
-//     // has the backward ones only).
-//     void step(const <Cell>Step<T, A>& step) const;
-//     template <CellKind> void rnn_step(const Rnn<Forward|Backward>Step<T, A>&) const;
+//     // Cell kCell's step kernels (cell_steps.h: CellSteps<kCell>::BackwardStep<T, A>, and
+//     // ForwardStep where forward_step runs gemm_then_step; a backend whose forward steps are
+//     // fused, the CPU's, has the backward ones only).
+//     template <CellKind kCell, class Step> void step(const Step& step) const;
 //     // The recurrent product of a forward step and its step kernel (gemm_then_step below,
 //     // or fused), with whatever prepare_forward made of the weights once per call of `steps`
 //     // steps of at most `rows` rows. When the prepared weights say `input_in_steps`, the
@@ -232,7 +231,7 @@ void gemm_then_step(const Backend& backend, Step step,
     backend.gemm(false, true, step.rows, G, P, h_prev.data, h_prev.ld, w_hh, P, true,
                  product.data, product.ld);
   }
-  Cell::run(backend, step);
+  backend.template step<kCell>(step);
 }
 
 // The weights gemm_then_step needs: what a backend without fused steps prepares.

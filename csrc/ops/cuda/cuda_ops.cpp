@@ -123,14 +123,9 @@ class CudaBackend {
                             accumulate);
   }
 
-  template <class Step>
-  void step(const Step& s) const {
-    C10_CUDA_CHECK(cuda::step<T>(s, stream_));
-  }
-
   template <CellKind kCell, class Step>
-  void rnn_step(const Step& s) const {
-    C10_CUDA_CHECK((cuda::rnn_step<T, kCell == CellKind::kRnnRelu>(s, stream_)));
+  void step(const Step& s) const {
+    C10_CUDA_CHECK((cuda::step<kCell, T>(s, stream_)));
   }
 
   // A step's recurrent GEMM (cuBLAS), then its step kernel.
