@@ -1,4 +1,4 @@
-// What the torch-based backends (cpu/cpu_backend.h, ops/cuda/cuda_ops.cpp) share on top of the
+// What the torch-based backends (cpu/cpu_backend.h, backend/cuda_backend.h) share on top of the
 // torch-free recurrence driver (fastrnn/recurrence.h): scratch held by a tensor, and column sums
 // by torch's own reduction.
 #pragma once
