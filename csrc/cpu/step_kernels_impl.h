@@ -49,7 +49,9 @@ struct Lanes {
   template <class U>
   V load(const U* row, int64_t j) const { return V::load(row + j, n); }
   template <class U>
-  V load_or_zero(const U* row, int64_t j) const { return row ? V::load(row + j, n) : V(U(0)); }
+  V load_or_zero(const U* row, int64_t j) const {
+    return FASTRNN_ISA::load_or_zero<V>(row ? row + j : nullptr, n);
+  }
   template <class U>
   void store(U* row, int64_t j, const V& value) const { value.store(row + j, n); }
 };
