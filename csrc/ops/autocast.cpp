@@ -50,14 +50,14 @@ bool cast(bool flag) {
 
 // The autocast kernel of cell kCell's forward op, whose signature is R(Args...): casts, then
 // calls the op again below autocast.
-template <c10::DeviceType kDevice, CellKind kCell, class Signature>
+template <c10::DeviceType kDevice, CellKind kCell, class Signature = ForwardSignature<kCell>>
 struct AutocastKernel;
 
 template <c10::DeviceType kDevice, CellKind kCell, class R, class... Args>
 struct AutocastKernel<kDevice, kCell, R(Args...)> {
   static R run(Args... args) {
     c10::impl::ExcludeDispatchKeyGuard no_autocast(autocast_key<kDevice>());
-    return op_handle<kCell, R(Args...)>().call(cast<kDevice>(args)...);
+    return op_handle<kCell>().call(cast<kDevice>(args)...);
   }
 };
 
@@ -84,11 +84,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gru_forward_autocast_cpu(
     const OptionalTensor& batch_sizes, bool reverse, bool train) {
   const at::ScalarType state = cpu_state_dtype(input, hx);
   if (state == at::autocast::get_autocast_dtype(c10::DeviceType::CPU)) {
-    return AutocastKernel<c10::DeviceType::CPU, CellKind::kGru, GruForward>::run(
+    return AutocastKernel<c10::DeviceType::CPU, CellKind::kGru>::run(
         input, hx, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, train);
   }
   c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCPU);
-  const auto& op = op_handle<CellKind::kGru, GruForward>();
+  const auto& op = op_handle<CellKind::kGru>();
   const OptionalTensor h = hx.has_value() ? OptionalTensor(hx->to(state)) : std::nullopt;
   return op.call(rounded(input, state), h, rounded(w_ih, state), rounded(w_hh, state),
                  rounded(b_ih, state), rounded(b_hh, state), batch_sizes, reverse, train);
@@ -103,11 +103,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_forward_autocast
   const bool one_dnn_layer = !batch_sizes.has_value() && !w_hr.has_value();
   const at::ScalarType state = cpu_state_dtype(input, cx);
   if (one_dnn_layer || state == lower) {
-    return AutocastKernel<c10::DeviceType::CPU, CellKind::kLstm, LstmForward>::run(
+    return AutocastKernel<c10::DeviceType::CPU, CellKind::kLstm>::run(
         input, hx, cx, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, train);
   }
   c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCPU);
-  const auto& op = op_handle<CellKind::kLstm, LstmForward>();
+  const auto& op = op_handle<CellKind::kLstm>();
   // h enters only the recurrent linear layer (rounded); c only pointwise math (kept).
   const OptionalTensor c = cx.has_value() ? OptionalTensor(cx->to(state)) : std::nullopt;
   auto [output, hy, cy, workspace] =
@@ -121,17 +121,21 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_forward_autocast
   return {output, hy, cy, workspace};
 }
 
+// Every cell's forward op in the autocast dtype (AutocastKernel), except where torch.nn's CPU
+// layers of that cell mix in the state dtype (the top of this file).
 template <c10::DeviceType kDevice, class Library>
 void register_autocast(Library& m) {
-  m.impl("rnn_tanh_forward", &AutocastKernel<kDevice, CellKind::kRnnTanh, RnnForward>::run);
-  m.impl("rnn_relu_forward", &AutocastKernel<kDevice, CellKind::kRnnRelu, RnnForward>::run);
-  if constexpr (kDevice == c10::DeviceType::CPU) {
-    m.impl("lstm_forward", &lstm_forward_autocast_cpu);
-    m.impl("gru_forward", &gru_forward_autocast_cpu);
-  } else {
-    m.impl("lstm_forward", &AutocastKernel<kDevice, CellKind::kLstm, LstmForward>::run);
-    m.impl("gru_forward", &AutocastKernel<kDevice, CellKind::kGru, GruForward>::run);
-  }
+  for_each_cell([&](auto cell) {
+    constexpr CellKind kCell = cell();
+    constexpr bool kCpu = kDevice == c10::DeviceType::CPU;
+    if constexpr (kCpu && kCell == CellKind::kLstm) {
+      m.impl(forward_op_name(kCell), &lstm_forward_autocast_cpu);
+    } else if constexpr (kCpu && kCell == CellKind::kGru) {
+      m.impl(forward_op_name(kCell), &gru_forward_autocast_cpu);
+    } else {
+      m.impl(forward_op_name(kCell), &AutocastKernel<kDevice, kCell>::run);
+    }
+  });
 }
 
 }  // namespace

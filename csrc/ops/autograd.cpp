@@ -87,130 +87,9 @@ variable_list create_graph_grads(AutogradContext* ctx, const std::vector<at::Ten
   return result;
 }
 
-template <CellKind kCell>
-struct RnnFunction : torch::autograd::Function<RnnFunction<kCell>> {
-  static variable_list forward(AutogradContext* ctx, const at::Tensor& input,
-                               const OptionalTensor& hx, const at::Tensor& w_ih,
-                               const at::Tensor& w_hh, const OptionalTensor& b_ih,
-                               const OptionalTensor& b_hh, const OptionalTensor& batch_sizes,
-                               bool reverse) {
-    at::AutoDispatchBelowADInplaceOrView below_autograd;
-    auto [output, hy] = op_handle<kCell, RnnForward>().call(input, hx, w_ih, w_hh, b_ih, b_hh,
-                                                            batch_sizes, reverse);
-    ctx->save_for_backward({input, defined_or_empty(hx), w_ih, w_hh, output,
-                            defined_or_empty(batch_sizes), defined_or_empty(b_ih),
-                            defined_or_empty(b_hh)});
-    save_flags(ctx, b_ih, b_hh, reverse);
-    return {output, hy};
-  }
-
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const variable_list saved = ctx->get_saved_variables();
-    const at::Tensor &input = saved[0], &hx = saved[1], &w_ih = saved[2], &w_hh = saved[3];
-    if (at::GradMode::is_enabled()) {  // create_graph=True
-      const at::Tensor &b_ih = saved[6], &b_hh = saved[7];
-      return create_graph_grads(
-          ctx,
-          differentiable_layer(kCell, input, hx, at::Tensor(), w_ih, w_hh, b_ih, b_hh,
-                               at::Tensor(), saved[5], flag(ctx, "reverse")),
-          grads, {input, hx, w_ih, w_hh, b_ih, b_hh}, 8);
-    }
-    const bool input_grad = ctx->needs_input_grad(0);
-    auto [grad_input, grad_hx, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh] =
-        op_handle<kCell, RnnBackward, true>().call(
-            optional(grads[0]), optional(grads[1]), input, optional(hx), w_ih, w_hh, saved[4],
-            optional(saved[5]), flag(ctx, "reverse"), input_grad);
-    return {grad_if(input_grad, grad_input), grad_if(hx.defined(), grad_hx), grad_w_ih, grad_w_hh,
-            grad_if(flag(ctx, "b_ih"), grad_b_ih), grad_if(flag(ctx, "b_hh"), grad_b_hh),
-            at::Tensor(), at::Tensor()};
-  }
-};
-
-struct LstmFunction : torch::autograd::Function<LstmFunction> {
-  static variable_list forward(AutogradContext* ctx, const at::Tensor& input,
-                               const OptionalTensor& hx, const OptionalTensor& cx,
-                               const at::Tensor& w_ih, const at::Tensor& w_hh,
-                               const OptionalTensor& b_ih, const OptionalTensor& b_hh,
-                               const OptionalTensor& w_hr, const OptionalTensor& batch_sizes,
-                               bool reverse, bool train) {
-    at::AutoDispatchBelowADInplaceOrView below_autograd;
-    auto [output, hy, cy, workspace] = op_handle<CellKind::kLstm, LstmForward>().call(
-        input, hx, cx, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, train);
-    ctx->save_for_backward({input, defined_or_empty(hx), defined_or_empty(cx), w_ih, w_hh,
-                            defined_or_empty(w_hr), output, workspace,
-                            defined_or_empty(batch_sizes), defined_or_empty(b_ih),
-                            defined_or_empty(b_hh)});
-    save_flags(ctx, b_ih, b_hh, reverse);
-    ctx->mark_non_differentiable({workspace});
-    return {output, hy, cy, workspace};
-  }
-
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const variable_list saved = ctx->get_saved_variables();
-    const at::Tensor &input = saved[0], &hx = saved[1], &cx = saved[2], &w_hr = saved[5];
-    if (at::GradMode::is_enabled()) {  // create_graph=True
-      const at::Tensor &b_ih = saved[9], &b_hh = saved[10];
-      return create_graph_grads(
-          ctx,
-          differentiable_layer(CellKind::kLstm, input, hx, cx, saved[3], saved[4], b_ih, b_hh,
-                               w_hr, saved[8], flag(ctx, "reverse")),
-          grads, {input, hx, cx, saved[3], saved[4], b_ih, b_hh, w_hr}, 11);
-    }
-    const bool input_grad = ctx->needs_input_grad(0);
-    auto [grad_input, grad_hx, grad_cx, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh, grad_w_hr] =
-        op_handle<CellKind::kLstm, LstmBackward, true>().call(
-            optional(grads[0]), optional(grads[1]), optional(grads[2]), input, optional(hx),
-            optional(cx), saved[3], saved[4], optional(w_hr), saved[6], saved[7],
-            optional(saved[8]), flag(ctx, "reverse"), input_grad);
-    return {grad_if(input_grad, grad_input), grad_if(hx.defined(), grad_hx),
-            grad_if(cx.defined(), grad_cx), grad_w_ih, grad_w_hh,
-            grad_if(flag(ctx, "b_ih"), grad_b_ih), grad_if(flag(ctx, "b_hh"), grad_b_hh),
-            grad_if(w_hr.defined(), grad_w_hr), at::Tensor(), at::Tensor(), at::Tensor()};
-  }
-};
-
-struct GruFunction : torch::autograd::Function<GruFunction> {
-  static variable_list forward(AutogradContext* ctx, const at::Tensor& input,
-                               const OptionalTensor& hx, const at::Tensor& w_ih,
-                               const at::Tensor& w_hh, const OptionalTensor& b_ih,
-                               const OptionalTensor& b_hh, const OptionalTensor& batch_sizes,
-                               bool reverse, bool train) {
-    at::AutoDispatchBelowADInplaceOrView below_autograd;
-    auto [output, hy, workspace] = op_handle<CellKind::kGru, GruForward>().call(
-        input, hx, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, train);
-    ctx->save_for_backward({input, defined_or_empty(hx), w_ih, w_hh, output, workspace,
-                            defined_or_empty(batch_sizes), defined_or_empty(b_ih),
-                            defined_or_empty(b_hh)});
-    save_flags(ctx, b_ih, b_hh, reverse);
-    ctx->mark_non_differentiable({workspace});
-    return {output, hy, workspace};
-  }
-
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const variable_list saved = ctx->get_saved_variables();
-    const at::Tensor &input = saved[0], &hx = saved[1];
-    if (at::GradMode::is_enabled()) {  // create_graph=True
-      const at::Tensor &b_ih = saved[7], &b_hh = saved[8];
-      return create_graph_grads(
-          ctx,
-          differentiable_layer(CellKind::kGru, input, hx, at::Tensor(), saved[2], saved[3], b_ih,
-                               b_hh, at::Tensor(), saved[6], flag(ctx, "reverse")),
-          grads, {input, hx, saved[2], saved[3], b_ih, b_hh}, 9);
-    }
-    const bool input_grad = ctx->needs_input_grad(0);
-    auto [grad_input, grad_hx, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh] =
-        op_handle<CellKind::kGru, GruBackward, true>().call(
-            optional(grads[0]), optional(grads[1]), input, optional(hx), saved[2], saved[3],
-            saved[4], saved[5], optional(saved[6]), flag(ctx, "reverse"), input_grad);
-    return {grad_if(input_grad, grad_input), grad_if(hx.defined(), grad_hx), grad_w_ih, grad_w_hh,
-            grad_if(flag(ctx, "b_ih"), grad_b_ih), grad_if(flag(ctx, "b_hh"), grad_b_hh),
-            at::Tensor(), at::Tensor(), at::Tensor()};
-  }
-};
-
-// The Autograd kernel of a forward op: through its Function when a gradient may be asked for,
-// else straight to the op below autograd (no graph node, nothing saved). Forward-mode AD has no
-// formula here: a dual tensor (torch.autograd.forward_ad) is an error, never a dropped tangent.
+// Whether a forward call records a graph node: a gradient may be asked for. Forward-mode AD has
+// no formula here: a dual tensor (torch.autograd.forward_ad) is an error, never a dropped
+// tangent.
 bool records_graph(const char* op, std::initializer_list<const at::Tensor*> tensors,
                    std::initializer_list<const OptionalTensor*> optionals) {
   bool requires_grad = false;
@@ -226,62 +105,197 @@ bool records_graph(const char* op, std::initializer_list<const at::Tensor*> tens
   return requires_grad && at::GradMode::is_enabled();
 }
 
+// The Autograd kernel of cell kCell's forward op (`kernel`, through `Function` when a graph is
+// recorded, else straight to the op below autograd: no graph node, nothing saved), one per
+// signature shape of the ops (layer_ops.h, LayerOps). A graph needs the workspace whatever the
+// caller asked (`train` is for calls without one: compiled forward graphs that hand it to a
+// compiled backward), so a module traced by torch.jit.trace in inference (train=False in its
+// graph) still trains.
+template <CellKind kCell, bool kCellState = cell_info(kCell).cell_state,
+          bool kWorkspace = (workspace_blocks(kCell) > 0)>
+struct LayerAutograd;
+
+// Neither a cell state nor a workspace (the vanilla RNN).
 template <CellKind kCell>
-std::tuple<at::Tensor, at::Tensor> rnn_forward_autograd(
-    const at::Tensor& input, const OptionalTensor& hx, const at::Tensor& w_ih,
-    const at::Tensor& w_hh, const OptionalTensor& b_ih, const OptionalTensor& b_hh,
-    const OptionalTensor& batch_sizes, bool reverse) {
-  if (!records_graph(forward_op_name(kCell), {&input, &w_ih, &w_hh}, {&hx, &b_ih, &b_hh})) {
-    at::AutoDispatchBelowADInplaceOrView below_autograd;
-    return op_handle<kCell, RnnForward>().call(input, hx, w_ih, w_hh, b_ih, b_hh, batch_sizes,
-                                               reverse);
-  }
-  variable_list out =
-      RnnFunction<kCell>::apply(input, hx, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse);
-  return {out[0], out[1]};
-}
+struct LayerAutograd<kCell, false, false> {
+  struct Function : torch::autograd::Function<Function> {
+    static variable_list forward(AutogradContext* ctx, const at::Tensor& input,
+                                 const OptionalTensor& hx, const at::Tensor& w_ih,
+                                 const at::Tensor& w_hh, const OptionalTensor& b_ih,
+                                 const OptionalTensor& b_hh, const OptionalTensor& batch_sizes,
+                                 bool reverse) {
+      at::AutoDispatchBelowADInplaceOrView below_autograd;
+      auto [output, hy] =
+          op_handle<kCell>().call(input, hx, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse);
+      ctx->save_for_backward({input, defined_or_empty(hx), w_ih, w_hh, output,
+                              defined_or_empty(batch_sizes), defined_or_empty(b_ih),
+                              defined_or_empty(b_hh)});
+      save_flags(ctx, b_ih, b_hh, reverse);
+      return {output, hy};
+    }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_forward_autograd(
-    const at::Tensor& input, const OptionalTensor& hx, const OptionalTensor& cx,
-    const at::Tensor& w_ih, const at::Tensor& w_hh, const OptionalTensor& b_ih,
-    const OptionalTensor& b_hh, const OptionalTensor& w_hr, const OptionalTensor& batch_sizes,
-    bool reverse, bool train) {
-  if (!records_graph(forward_op_name(CellKind::kLstm), {&input, &w_ih, &w_hh},
-                     {&hx, &cx, &b_ih, &b_hh, &w_hr})) {
-    at::AutoDispatchBelowADInplaceOrView below_autograd;
-    return op_handle<CellKind::kLstm, LstmForward>().call(
-        input, hx, cx, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, train);
-  }
-  // A graph needs the workspace whatever the caller asked (train is for calls without one:
-  // compiled forward graphs that hand it to a compiled backward), so a module traced by
-  // torch.jit.trace in inference (train=False in its graph) still trains.
-  variable_list out = LstmFunction::apply(input, hx, cx, w_ih, w_hh, b_ih, b_hh, w_hr,
-                                          batch_sizes, reverse, /*train=*/true);
-  return {out[0], out[1], out[2], out[3]};
-}
+    static variable_list backward(AutogradContext* ctx, variable_list grads) {
+      const variable_list saved = ctx->get_saved_variables();
+      const at::Tensor &input = saved[0], &hx = saved[1], &w_ih = saved[2], &w_hh = saved[3];
+      if (at::GradMode::is_enabled()) {  // create_graph=True
+        const at::Tensor &b_ih = saved[6], &b_hh = saved[7];
+        return create_graph_grads(
+            ctx,
+            differentiable_layer(kCell, input, hx, at::Tensor(), w_ih, w_hh, b_ih, b_hh,
+                                 at::Tensor(), saved[5], flag(ctx, "reverse")),
+            grads, {input, hx, w_ih, w_hh, b_ih, b_hh}, 8);
+      }
+      const bool input_grad = ctx->needs_input_grad(0);
+      auto [grad_input, grad_hx, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh] =
+          op_handle<kCell, true>().call(optional(grads[0]), optional(grads[1]), input,
+                                        optional(hx), w_ih, w_hh, saved[4], optional(saved[5]),
+                                        flag(ctx, "reverse"), input_grad);
+      return {grad_if(input_grad, grad_input), grad_if(hx.defined(), grad_hx), grad_w_ih,
+              grad_w_hh, grad_if(flag(ctx, "b_ih"), grad_b_ih),
+              grad_if(flag(ctx, "b_hh"), grad_b_hh), at::Tensor(), at::Tensor()};
+    }
+  };
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> gru_forward_autograd(
-    const at::Tensor& input, const OptionalTensor& hx, const at::Tensor& w_ih,
-    const at::Tensor& w_hh, const OptionalTensor& b_ih, const OptionalTensor& b_hh,
-    const OptionalTensor& batch_sizes, bool reverse, bool train) {
-  if (!records_graph(forward_op_name(CellKind::kGru), {&input, &w_ih, &w_hh},
-                     {&hx, &b_ih, &b_hh})) {
-    at::AutoDispatchBelowADInplaceOrView below_autograd;
-    return op_handle<CellKind::kGru, GruForward>().call(input, hx, w_ih, w_hh, b_ih, b_hh,
-                                                        batch_sizes, reverse, train);
+  static std::tuple<at::Tensor, at::Tensor> kernel(
+      const at::Tensor& input, const OptionalTensor& hx, const at::Tensor& w_ih,
+      const at::Tensor& w_hh, const OptionalTensor& b_ih, const OptionalTensor& b_hh,
+      const OptionalTensor& batch_sizes, bool reverse) {
+    if (!records_graph(forward_op_name(kCell), {&input, &w_ih, &w_hh}, {&hx, &b_ih, &b_hh})) {
+      at::AutoDispatchBelowADInplaceOrView below_autograd;
+      return op_handle<kCell>().call(input, hx, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse);
+    }
+    variable_list out = Function::apply(input, hx, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse);
+    return {out[0], out[1]};
   }
-  variable_list out =  // with the workspace, as lstm_forward_autograd says
-      GruFunction::apply(input, hx, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, /*train=*/true);
-  return {out[0], out[1], out[2]};
-}
+};
+
+// A workspace, no cell state (the GRU).
+template <CellKind kCell>
+struct LayerAutograd<kCell, false, true> {
+  struct Function : torch::autograd::Function<Function> {
+    static variable_list forward(AutogradContext* ctx, const at::Tensor& input,
+                                 const OptionalTensor& hx, const at::Tensor& w_ih,
+                                 const at::Tensor& w_hh, const OptionalTensor& b_ih,
+                                 const OptionalTensor& b_hh, const OptionalTensor& batch_sizes,
+                                 bool reverse, bool train) {
+      at::AutoDispatchBelowADInplaceOrView below_autograd;
+      auto [output, hy, workspace] = op_handle<kCell>().call(input, hx, w_ih, w_hh, b_ih, b_hh,
+                                                             batch_sizes, reverse, train);
+      ctx->save_for_backward({input, defined_or_empty(hx), w_ih, w_hh, output, workspace,
+                              defined_or_empty(batch_sizes), defined_or_empty(b_ih),
+                              defined_or_empty(b_hh)});
+      save_flags(ctx, b_ih, b_hh, reverse);
+      ctx->mark_non_differentiable({workspace});
+      return {output, hy, workspace};
+    }
+
+    static variable_list backward(AutogradContext* ctx, variable_list grads) {
+      const variable_list saved = ctx->get_saved_variables();
+      const at::Tensor &input = saved[0], &hx = saved[1];
+      if (at::GradMode::is_enabled()) {  // create_graph=True
+        const at::Tensor &b_ih = saved[7], &b_hh = saved[8];
+        return create_graph_grads(
+            ctx,
+            differentiable_layer(kCell, input, hx, at::Tensor(), saved[2], saved[3], b_ih, b_hh,
+                                 at::Tensor(), saved[6], flag(ctx, "reverse")),
+            grads, {input, hx, saved[2], saved[3], b_ih, b_hh}, 9);
+      }
+      const bool input_grad = ctx->needs_input_grad(0);
+      auto [grad_input, grad_hx, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh] =
+          op_handle<kCell, true>().call(optional(grads[0]), optional(grads[1]), input,
+                                        optional(hx), saved[2], saved[3], saved[4], saved[5],
+                                        optional(saved[6]), flag(ctx, "reverse"), input_grad);
+      return {grad_if(input_grad, grad_input), grad_if(hx.defined(), grad_hx), grad_w_ih,
+              grad_w_hh, grad_if(flag(ctx, "b_ih"), grad_b_ih),
+              grad_if(flag(ctx, "b_hh"), grad_b_hh), at::Tensor(), at::Tensor(), at::Tensor()};
+    }
+  };
+
+  static std::tuple<at::Tensor, at::Tensor, at::Tensor> kernel(
+      const at::Tensor& input, const OptionalTensor& hx, const at::Tensor& w_ih,
+      const at::Tensor& w_hh, const OptionalTensor& b_ih, const OptionalTensor& b_hh,
+      const OptionalTensor& batch_sizes, bool reverse, bool train) {
+    if (!records_graph(forward_op_name(kCell), {&input, &w_ih, &w_hh}, {&hx, &b_ih, &b_hh})) {
+      at::AutoDispatchBelowADInplaceOrView below_autograd;
+      return op_handle<kCell>().call(input, hx, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse,
+                                     train);
+    }
+    variable_list out = Function::apply(input, hx, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse,
+                                        /*train=*/true);
+    return {out[0], out[1], out[2]};
+  }
+};
+
+// A cell state (with the optional projection) and a workspace (the LSTM).
+template <CellKind kCell>
+struct LayerAutograd<kCell, true, true> {
+  struct Function : torch::autograd::Function<Function> {
+    static variable_list forward(AutogradContext* ctx, const at::Tensor& input,
+                                 const OptionalTensor& hx, const OptionalTensor& cx,
+                                 const at::Tensor& w_ih, const at::Tensor& w_hh,
+                                 const OptionalTensor& b_ih, const OptionalTensor& b_hh,
+                                 const OptionalTensor& w_hr, const OptionalTensor& batch_sizes,
+                                 bool reverse, bool train) {
+      at::AutoDispatchBelowADInplaceOrView below_autograd;
+      auto [output, hy, cy, workspace] = op_handle<kCell>().call(
+          input, hx, cx, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, train);
+      ctx->save_for_backward({input, defined_or_empty(hx), defined_or_empty(cx), w_ih, w_hh,
+                              defined_or_empty(w_hr), output, workspace,
+                              defined_or_empty(batch_sizes), defined_or_empty(b_ih),
+                              defined_or_empty(b_hh)});
+      save_flags(ctx, b_ih, b_hh, reverse);
+      ctx->mark_non_differentiable({workspace});
+      return {output, hy, cy, workspace};
+    }
+
+    static variable_list backward(AutogradContext* ctx, variable_list grads) {
+      const variable_list saved = ctx->get_saved_variables();
+      const at::Tensor &input = saved[0], &hx = saved[1], &cx = saved[2], &w_hr = saved[5];
+      if (at::GradMode::is_enabled()) {  // create_graph=True
+        const at::Tensor &b_ih = saved[9], &b_hh = saved[10];
+        return create_graph_grads(
+            ctx,
+            differentiable_layer(kCell, input, hx, cx, saved[3], saved[4], b_ih, b_hh, w_hr,
+                                 saved[8], flag(ctx, "reverse")),
+            grads, {input, hx, cx, saved[3], saved[4], b_ih, b_hh, w_hr}, 11);
+      }
+      const bool input_grad = ctx->needs_input_grad(0);
+      auto [grad_input, grad_hx, grad_cx, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh,
+            grad_w_hr] =
+          op_handle<kCell, true>().call(optional(grads[0]), optional(grads[1]),
+                                        optional(grads[2]), input, optional(hx), optional(cx),
+                                        saved[3], saved[4], optional(w_hr), saved[6], saved[7],
+                                        optional(saved[8]), flag(ctx, "reverse"), input_grad);
+      return {grad_if(input_grad, grad_input), grad_if(hx.defined(), grad_hx),
+              grad_if(cx.defined(), grad_cx), grad_w_ih, grad_w_hh,
+              grad_if(flag(ctx, "b_ih"), grad_b_ih), grad_if(flag(ctx, "b_hh"), grad_b_hh),
+              grad_if(w_hr.defined(), grad_w_hr), at::Tensor(), at::Tensor(), at::Tensor()};
+    }
+  };
+
+  static std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> kernel(
+      const at::Tensor& input, const OptionalTensor& hx, const OptionalTensor& cx,
+      const at::Tensor& w_ih, const at::Tensor& w_hh, const OptionalTensor& b_ih,
+      const OptionalTensor& b_hh, const OptionalTensor& w_hr, const OptionalTensor& batch_sizes,
+      bool reverse, bool train) {
+    if (!records_graph(forward_op_name(kCell), {&input, &w_ih, &w_hh},
+                       {&hx, &cx, &b_ih, &b_hh, &w_hr})) {
+      at::AutoDispatchBelowADInplaceOrView below_autograd;
+      return op_handle<kCell>().call(input, hx, cx, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes,
+                                     reverse, train);
+    }
+    variable_list out = Function::apply(input, hx, cx, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes,
+                                        reverse, /*train=*/true);
+    return {out[0], out[1], out[2], out[3]};
+  }
+};
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(fastrnn, Autograd, m) {
-  m.impl("rnn_tanh_forward", &rnn_forward_autograd<CellKind::kRnnTanh>);
-  m.impl("rnn_relu_forward", &rnn_forward_autograd<CellKind::kRnnRelu>);
-  m.impl("lstm_forward", &lstm_forward_autograd);
-  m.impl("gru_forward", &gru_forward_autograd);
+  for_each_cell([&](auto cell) {
+    m.impl(forward_op_name(cell()), &LayerAutograd<cell()>::kernel);
+  });
   // The backward ops themselves are not differentiable (a double backward goes through
   // create_graph_grads instead): one called directly and then differentiated raises "the
   // derivative ... is not implemented", where torch's default for custom ops would only warn

@@ -15,6 +15,7 @@
 
 #include <optional>
 #include <tuple>
+#include <type_traits>
 
 #include "fastrnn/cells.h"
 #include "ops/layer_args.h"
@@ -78,129 +79,149 @@ constexpr const char* forward_op_name(CellKind cell) { return cell_info(cell).fo
 constexpr const char* backward_op_name(CellKind cell) { return cell_info(cell).backward_op; }
 
 // ---- adapters from the op schemas (schemas.cpp) to Device::forward / Device::backward ----
+// A cell's ops take and return the cell state (cx, cy, grad_cy, grad_cx) and a projection
+// (w_hr) when CellInfo::cell_state, and a workspace (and the forward's `train` flag) when
+// CellInfo::workspace_blocks > 0: the three signature shapes below. A cell is registered by its
+// shape, so a new cell of an existing shape needs no adapter of its own.
 
+// Forward: checks, allocation and the device's kernel; the shapes differ only in the
+// arguments they take and the outputs they return.
 template <class Device, CellKind kCell>
-std::tuple<at::Tensor, at::Tensor> rnn_forward_op(const at::Tensor& input, const OptionalTensor& hx,
-                                                  const at::Tensor& w_ih, const at::Tensor& w_hh,
-                                                  const OptionalTensor& b_ih,
-                                                  const OptionalTensor& b_hh,
-                                                  const OptionalTensor& batch_sizes,
-                                                  bool reverse) {
-  const char* op = forward_op_name(kCell);
-  const LayerCall call = make_call(op, kCell, input, hx, std::nullopt, w_ih, w_hh, b_ih, b_hh,
-                                   std::nullopt, batch_sizes, reverse);
-  Device::check_dtype(op, call.input);
-  const ForwardOutputs out = allocate_forward(kCell, call, /*train=*/false);
-  Device::template forward<kCell>(call, out);
-  return {out.output, out.hy};
-}
-
-template <class Device, CellKind kCell>
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
-rnn_backward_op(const OptionalTensor& grad_output, const OptionalTensor& grad_hy,
-                const at::Tensor& input, const OptionalTensor& hx, const at::Tensor& w_ih,
-                const at::Tensor& w_hh, const at::Tensor& output,
-                const OptionalTensor& batch_sizes, bool reverse, bool input_grad) {
-  const char* op = backward_op_name(kCell);
-  const LayerCall call = make_call(op, kCell, input, hx, std::nullopt, w_ih, w_hh, std::nullopt,
-                                   std::nullopt, std::nullopt, batch_sizes, reverse);
-  Device::check_dtype(op, call.input);
-  const BackwardInputs in = check_backward_inputs(kCell, call, grad_output, grad_hy,
-                                                  std::nullopt, output, nullptr);
-  const BackwardOutputs out = allocate_backward(kCell, call, input_grad);
-  Device::template backward<kCell>(call, in, out);
-  return {out.grad_input, out.returned_grad_hx(call), out.grad_w_ih, out.grad_w_hh,
-          out.grad_b_ih,  out.grad_b_hh};
-}
-
-template <class Device>
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_forward_op(
-    const at::Tensor& input, const OptionalTensor& hx, const OptionalTensor& cx,
-    const at::Tensor& w_ih, const at::Tensor& w_hh, const OptionalTensor& b_ih,
-    const OptionalTensor& b_hh, const OptionalTensor& w_hr, const OptionalTensor& batch_sizes,
-    bool reverse, bool train) {
-  constexpr CellKind kCell = CellKind::kLstm;
+ForwardOutputs forward_layer(const at::Tensor& input, const OptionalTensor& hx,
+                             const OptionalTensor& cx, const at::Tensor& w_ih,
+                             const at::Tensor& w_hh, const OptionalTensor& b_ih,
+                             const OptionalTensor& b_hh, const OptionalTensor& w_hr,
+                             const OptionalTensor& batch_sizes, bool reverse, bool train) {
   const char* op = forward_op_name(kCell);
   const LayerCall call =
       make_call(op, kCell, input, hx, cx, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse);
   Device::check_dtype(op, call.input);
   const ForwardOutputs out = allocate_forward(kCell, call, train);
   Device::template forward<kCell>(call, out);
-  return {out.output, out.hy, out.cy, out.workspace};
+  return out;
 }
 
-template <class Device>
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
-           at::Tensor>
-lstm_backward_op(const OptionalTensor& grad_output, const OptionalTensor& grad_hy,
-                 const OptionalTensor& grad_cy, const at::Tensor& input,
-                 const OptionalTensor& hx, const OptionalTensor& cx, const at::Tensor& w_ih,
-                 const at::Tensor& w_hh, const OptionalTensor& w_hr, const at::Tensor& output,
-                 const at::Tensor& workspace, const OptionalTensor& batch_sizes, bool reverse,
-                 bool input_grad) {
-  constexpr CellKind kCell = CellKind::kLstm;
+// Backward: every gradient, with grad_hx / grad_cx already as the op returns them.
+template <class Device, CellKind kCell>
+BackwardOutputs backward_layer(const OptionalTensor& grad_output, const OptionalTensor& grad_hy,
+                               const OptionalTensor& grad_cy, const at::Tensor& input,
+                               const OptionalTensor& hx, const OptionalTensor& cx,
+                               const at::Tensor& w_ih, const at::Tensor& w_hh,
+                               const OptionalTensor& w_hr, const at::Tensor& output,
+                               const at::Tensor* workspace, const OptionalTensor& batch_sizes,
+                               bool reverse, bool input_grad) {
   const char* op = backward_op_name(kCell);
   const LayerCall call = make_call(op, kCell, input, hx, cx, w_ih, w_hh, std::nullopt,
                                    std::nullopt, w_hr, batch_sizes, reverse);
   Device::check_dtype(op, call.input);
   const BackwardInputs in =
-      check_backward_inputs(kCell, call, grad_output, grad_hy, grad_cy, output, &workspace);
-  const BackwardOutputs out = allocate_backward(kCell, call, input_grad);
+      check_backward_inputs(kCell, call, grad_output, grad_hy, grad_cy, output, workspace);
+  BackwardOutputs out = allocate_backward(kCell, call, input_grad);
   Device::template backward<kCell>(call, in, out);
-  return {out.grad_input,  out.returned_grad_hx(call), out.returned_grad_cx(call),
-          out.grad_w_ih,   out.grad_w_hh,              out.grad_b_ih,
-          out.grad_b_hh,   out.grad_w_hr};
+  out.grad_hx = out.returned_grad_hx(call);
+  if constexpr (cell_info(kCell).cell_state) out.grad_cx = out.returned_grad_cx(call);
+  return out;
 }
 
-template <class Device>
-std::tuple<at::Tensor, at::Tensor, at::Tensor> gru_forward_op(
-    const at::Tensor& input, const OptionalTensor& hx, const at::Tensor& w_ih,
-    const at::Tensor& w_hh, const OptionalTensor& b_ih, const OptionalTensor& b_hh,
-    const OptionalTensor& batch_sizes, bool reverse, bool train) {
-  constexpr CellKind kCell = CellKind::kGru;
-  const char* op = forward_op_name(kCell);
-  const LayerCall call = make_call(op, kCell, input, hx, std::nullopt, w_ih, w_hh, b_ih, b_hh,
-                                   std::nullopt, batch_sizes, reverse);
-  Device::check_dtype(op, call.input);
-  const ForwardOutputs out = allocate_forward(kCell, call, train);
-  Device::template forward<kCell>(call, out);
-  return {out.output, out.hy, out.workspace};
-}
+template <class Device, CellKind kCell, bool kCellState = cell_info(kCell).cell_state,
+          bool kWorkspace = (workspace_blocks(kCell) > 0)>
+struct LayerOps;
 
-template <class Device>
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
-gru_backward_op(const OptionalTensor& grad_output, const OptionalTensor& grad_hy,
-                const at::Tensor& input, const OptionalTensor& hx, const at::Tensor& w_ih,
-                const at::Tensor& w_hh, const at::Tensor& output, const at::Tensor& workspace,
-                const OptionalTensor& batch_sizes, bool reverse, bool input_grad) {
-  constexpr CellKind kCell = CellKind::kGru;
-  const char* op = backward_op_name(kCell);
-  const LayerCall call = make_call(op, kCell, input, hx, std::nullopt, w_ih, w_hh, std::nullopt,
-                                   std::nullopt, std::nullopt, batch_sizes, reverse);
-  Device::check_dtype(op, call.input);
-  const BackwardInputs in = check_backward_inputs(kCell, call, grad_output, grad_hy,
-                                                  std::nullopt, output, &workspace);
-  const BackwardOutputs out = allocate_backward(kCell, call, input_grad);
-  Device::template backward<kCell>(call, in, out);
-  return {out.grad_input, out.returned_grad_hx(call), out.grad_w_ih,
-          out.grad_w_hh,  out.grad_b_ih,              out.grad_b_hh};
-}
+// Neither a cell state nor a workspace (the vanilla RNN).
+template <class Device, CellKind kCell>
+struct LayerOps<Device, kCell, false, false> {
+  static std::tuple<at::Tensor, at::Tensor> forward(
+      const at::Tensor& input, const OptionalTensor& hx, const at::Tensor& w_ih,
+      const at::Tensor& w_hh, const OptionalTensor& b_ih, const OptionalTensor& b_hh,
+      const OptionalTensor& batch_sizes, bool reverse) {
+    const ForwardOutputs out =
+        forward_layer<Device, kCell>(input, hx, std::nullopt, w_ih, w_hh, b_ih, b_hh,
+                                     std::nullopt, batch_sizes, reverse, /*train=*/false);
+    return {out.output, out.hy};
+  }
+
+  static std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
+  backward(const OptionalTensor& grad_output, const OptionalTensor& grad_hy,
+           const at::Tensor& input, const OptionalTensor& hx, const at::Tensor& w_ih,
+           const at::Tensor& w_hh, const at::Tensor& output, const OptionalTensor& batch_sizes,
+           bool reverse, bool input_grad) {
+    const BackwardOutputs out = backward_layer<Device, kCell>(
+        grad_output, grad_hy, std::nullopt, input, hx, std::nullopt, w_ih, w_hh, std::nullopt,
+        output, nullptr, batch_sizes, reverse, input_grad);
+    return {out.grad_input, out.grad_hx,   out.grad_w_ih,
+            out.grad_w_hh,  out.grad_b_ih, out.grad_b_hh};
+  }
+};
+
+// A workspace, no cell state (the GRU).
+template <class Device, CellKind kCell>
+struct LayerOps<Device, kCell, false, true> {
+  static std::tuple<at::Tensor, at::Tensor, at::Tensor> forward(
+      const at::Tensor& input, const OptionalTensor& hx, const at::Tensor& w_ih,
+      const at::Tensor& w_hh, const OptionalTensor& b_ih, const OptionalTensor& b_hh,
+      const OptionalTensor& batch_sizes, bool reverse, bool train) {
+    const ForwardOutputs out =
+        forward_layer<Device, kCell>(input, hx, std::nullopt, w_ih, w_hh, b_ih, b_hh,
+                                     std::nullopt, batch_sizes, reverse, train);
+    return {out.output, out.hy, out.workspace};
+  }
+
+  static std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
+  backward(const OptionalTensor& grad_output, const OptionalTensor& grad_hy,
+           const at::Tensor& input, const OptionalTensor& hx, const at::Tensor& w_ih,
+           const at::Tensor& w_hh, const at::Tensor& output, const at::Tensor& workspace,
+           const OptionalTensor& batch_sizes, bool reverse, bool input_grad) {
+    const BackwardOutputs out = backward_layer<Device, kCell>(
+        grad_output, grad_hy, std::nullopt, input, hx, std::nullopt, w_ih, w_hh, std::nullopt,
+        output, &workspace, batch_sizes, reverse, input_grad);
+    return {out.grad_input, out.grad_hx,   out.grad_w_ih,
+            out.grad_w_hh,  out.grad_b_ih, out.grad_b_hh};
+  }
+};
+
+// A cell state (with the optional projection) and a workspace (the LSTM).
+template <class Device, CellKind kCell>
+struct LayerOps<Device, kCell, true, true> {
+  static std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> forward(
+      const at::Tensor& input, const OptionalTensor& hx, const OptionalTensor& cx,
+      const at::Tensor& w_ih, const at::Tensor& w_hh, const OptionalTensor& b_ih,
+      const OptionalTensor& b_hh, const OptionalTensor& w_hr, const OptionalTensor& batch_sizes,
+      bool reverse, bool train) {
+    const ForwardOutputs out = forward_layer<Device, kCell>(input, hx, cx, w_ih, w_hh, b_ih, b_hh,
+                                                            w_hr, batch_sizes, reverse, train);
+    return {out.output, out.hy, out.cy, out.workspace};
+  }
+
+  static std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
+                    at::Tensor, at::Tensor>
+  backward(const OptionalTensor& grad_output, const OptionalTensor& grad_hy,
+           const OptionalTensor& grad_cy, const at::Tensor& input, const OptionalTensor& hx,
+           const OptionalTensor& cx, const at::Tensor& w_ih, const at::Tensor& w_hh,
+           const OptionalTensor& w_hr, const at::Tensor& output, const at::Tensor& workspace,
+           const OptionalTensor& batch_sizes, bool reverse, bool input_grad) {
+    const BackwardOutputs out = backward_layer<Device, kCell>(
+        grad_output, grad_hy, grad_cy, input, hx, cx, w_ih, w_hh, w_hr, output, &workspace,
+        batch_sizes, reverse, input_grad);
+    return {out.grad_input, out.grad_hx,   out.grad_cx,   out.grad_w_ih,
+            out.grad_w_hh,  out.grad_b_ih, out.grad_b_hh, out.grad_w_hr};
+  }
+};
 
 // A device whose code is never run: the adapters instantiated with it give each op's C++
 // signature, for the typed dispatcher handles of the autocast and autograd kernels.
 struct SignatureOnly {};
 
-using RnnForward = decltype(rnn_forward_op<SignatureOnly, CellKind::kRnnTanh>);
-using RnnBackward = decltype(rnn_backward_op<SignatureOnly, CellKind::kRnnTanh>);
-using LstmForward = decltype(lstm_forward_op<SignatureOnly>);
-using LstmBackward = decltype(lstm_backward_op<SignatureOnly>);
-using GruForward = decltype(gru_forward_op<SignatureOnly>);
-using GruBackward = decltype(gru_backward_op<SignatureOnly>);
+template <CellKind kCell>
+using ForwardSignature = decltype(LayerOps<SignatureOnly, kCell>::forward);
+template <CellKind kCell>
+using BackwardSignature = decltype(LayerOps<SignatureOnly, kCell>::backward);
 
-// The dispatcher's handle of cell kCell's forward op (its backward op when kBackward), whose C++
-// signature is `Signature` (one of the above), looked up once.
-template <CellKind kCell, class Signature, bool kBackward = false>
-const c10::TypedOperatorHandle<Signature>& op_handle() {
+// The dispatcher's handle of cell kCell's forward op (its backward op when kBackward), looked
+// up once.
+template <CellKind kCell, bool kBackward = false>
+const auto& op_handle() {
+  using Signature =
+      std::conditional_t<kBackward, BackwardSignature<kCell>, ForwardSignature<kCell>>;
   static const auto op =
       c10::Dispatcher::singleton()
           .findSchemaOrThrow(kBackward ? backward_op_name(kCell) : forward_op_name(kCell), "")
@@ -208,17 +229,13 @@ const c10::TypedOperatorHandle<Signature>& op_handle() {
   return op;
 }
 
-// Registers every layer op of `Device` in a TORCH_LIBRARY_IMPL block.
+// Registers both layer ops of every cell of `Device` in a TORCH_LIBRARY_IMPL block.
 template <class Device, class Library>
 void register_layer_ops(Library& m) {
-  m.impl("rnn_tanh_forward", &rnn_forward_op<Device, CellKind::kRnnTanh>);
-  m.impl("rnn_tanh_backward", &rnn_backward_op<Device, CellKind::kRnnTanh>);
-  m.impl("rnn_relu_forward", &rnn_forward_op<Device, CellKind::kRnnRelu>);
-  m.impl("rnn_relu_backward", &rnn_backward_op<Device, CellKind::kRnnRelu>);
-  m.impl("lstm_forward", &lstm_forward_op<Device>);
-  m.impl("lstm_backward", &lstm_backward_op<Device>);
-  m.impl("gru_forward", &gru_forward_op<Device>);
-  m.impl("gru_backward", &gru_backward_op<Device>);
+  for_each_cell([&](auto cell) {
+    m.impl(forward_op_name(cell()), &LayerOps<Device, cell()>::forward);
+    m.impl(backward_op_name(cell()), &LayerOps<Device, cell()>::backward);
+  });
 }
 
 }  // namespace fastrnn::ops

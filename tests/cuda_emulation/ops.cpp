@@ -17,18 +17,14 @@
 #include "ops/cuda/cuda_ops.cpp"
 
 namespace ops = fastrnn::ops;
-using fastrnn::CellKind;
 
 void bind_cuda_ops(pybind11::module& m) {
   using Device = ops::CudaDevice;
-  m.def("rnn_tanh_forward", &ops::rnn_forward_op<Device, CellKind::kRnnTanh>);
-  m.def("rnn_tanh_backward", &ops::rnn_backward_op<Device, CellKind::kRnnTanh>);
-  m.def("rnn_relu_forward", &ops::rnn_forward_op<Device, CellKind::kRnnRelu>);
-  m.def("rnn_relu_backward", &ops::rnn_backward_op<Device, CellKind::kRnnRelu>);
-  m.def("lstm_forward", &ops::lstm_forward_op<Device>);
-  m.def("lstm_backward", &ops::lstm_backward_op<Device>);
-  m.def("gru_forward", &ops::gru_forward_op<Device>);
-  m.def("gru_backward", &ops::gru_backward_op<Device>);
+  fastrnn::for_each_cell([&](auto cell) {
+    const std::string name = fastrnn::cell_info(cell()).name;
+    m.def((name + "_forward").c_str(), &ops::LayerOps<Device, cell()>::forward);
+    m.def((name + "_backward").c_str(), &ops::LayerOps<Device, cell()>::backward);
+  });
   m.def("gemm_calls", [] { return fastrnn::emulation::gemm_calls(); });
   m.def("gemm_calls_reading_c", [] { return fastrnn::emulation::gemm_calls_reading_c(); });
   // cublasGemmEx directly, column-major, for its own checks: returns the cublasStatus_t.
