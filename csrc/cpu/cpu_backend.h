@@ -41,10 +41,25 @@ class CpuBackend {
   // or read them, instead of whole-sequence buffers faulted in page by page on every call.
   static constexpr int64_t kChunkRows = 1024;
 
+  // What a bfloat16 call (computed here in float32) holds in bfloat16 for the kernels to read as
+  // it is: each null where the call has none (cpu_ops.cpp fills them).
+  struct Bf16Operands {
+    // W_hh, and for a call of one step W_ih, as the caller holds them: read by steps that read
+    // the weights as stored (tuning::reads_weights_as_stored; Panels::stored_bf16, StepInput),
+    // whose float pointers in LayerWeights are then null.
+    const uint16_t* w_ih = nullptr;
+    const uint16_t* w_hh = nullptr;
+    // x W_ih^T of every row [N, G], from one bfloat16 GEMM before the call (as torch.nn's
+    // bfloat16 layers compute it): the driver's input projection (input_projection).
+    const uint16_t* x_proj = nullptr;
+  };
+
   CpuBackend() = default;
   // `bf16_call`: the call's tensors are bfloat16 (computed here in float32): the fused forward
-  // steps may run their recurrent products in bfloat16 (Panels::bf16) where the CPU can.
-  explicit CpuBackend(bool bf16_call) : bf16_products_(bf16_call && kernels_.bf16_products) {
+  // steps may run their recurrent products in bfloat16 (Panels::bf16) where the CPU can, on
+  // `operands` as the call holds them.
+  explicit CpuBackend(bool bf16_call, const Bf16Operands& operands = {})
+      : bf16_products_(bf16_call && kernels_.bf16_products), operands_(operands) {
     if (bf16_products_) backward_bf16_ = std::make_shared<BackwardBf16>();
   }
 
@@ -118,6 +133,14 @@ class CpuBackend {
     });
   }
 
+  // The driver's input projection of rows [row0, row0 + rows), when the call holds it
+  // (Bf16Operands::x_proj).
+  bool input_projection(int64_t row0, int64_t rows, int64_t G, A* pre, int64_t ld) const {
+    if (operands_.x_proj == nullptr) return false;
+    widen_rows(operands_.x_proj + row0 * G, G, pre, ld, rows, G);
+    return true;
+  }
+
   void add(T* out, const T* a, const A* b, int64_t n) const {
     for (int64_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
   }
@@ -172,19 +195,20 @@ class CpuBackend {
     if (tuning::reads_weights_as_stored(rows, steps, bf16_products_)) {
       p.packed = false;
       p.data = w.w_hh;
-      p.stored_bf16 = w.w_hh_bf16;
-      // bfloat16 products take x W_ih^T from their GEMM (ForwardIO::x_proj) unless W_ih comes
-      // as stored in bfloat16 (the raw calls of cpu_ops.cpp).
+      p.stored_bf16 = operands_.w_hh;
+      // bfloat16 products take x W_ih^T from their GEMM (Bf16Operands::x_proj) unless W_ih
+      // comes as stored in bfloat16 (the raw calls of cpu_ops.cpp).
       // (Not for input_size 0, a cell of torch.nn's: the step kernels take an empty StepInput
       // for none, and the GEMM's empty product gives the biases.)
       fused.input_in_steps = steps == 1 && w.input_size > 0 &&
-                             (!bf16_products_ || w.w_ih_bf16 != nullptr);
+                             operands_.x_proj == nullptr &&
+                             (!bf16_products_ || operands_.w_ih != nullptr);
       fused.w_ih = w.w_ih;
-      fused.w_ih_bf16 = w.w_ih_bf16;
+      fused.w_ih_bf16 = operands_.w_ih;
       fused.input_size = w.input_size;
       return fused;
     }
-    TORCH_CHECK(w.w_hh_bf16 == nullptr && w.w_ih_bf16 == nullptr,
+    TORCH_CHECK(operands_.w_hh == nullptr && operands_.w_ih == nullptr,
                 "fastrnn: bfloat16 weights as stored are for calls that read W_hh as stored");
     if (bf16_products_) {
       p.bf16_stride = (P + 1) / 2 * p.units * gates * 2;
@@ -392,6 +416,7 @@ class CpuBackend {
 
   const StepKernels<T>& kernels_ = step_kernels<T>();
   bool bf16_products_ = false;
+  Bf16Operands operands_;
   // The bfloat16 W_hh of a backward call (hidden_grad): one backend serves one layer call.
   // Only bf16_products_ backends have one.
   struct BackwardBf16 {

@@ -105,7 +105,10 @@ void forward_raw_bf16(const LayerForward& f) {
     next += n;
     return part;
   };
-  const cpu::CpuBackend<float> backend(/*bf16_call=*/true);
+  cpu::CpuBackend<float>::Bf16Operands stored;
+  stored.w_ih = stored_w_ih ? static_cast<const uint16_t*>(f.w_ih) : nullptr;
+  stored.w_hh = static_cast<const uint16_t*>(f.w_hh);
+  const cpu::CpuBackend<float> backend(/*bf16_call=*/true, stored);
   auto widen = [&](const void* source, int64_t n) -> const float* {
     float* out = take(n);
     if (out != nullptr) {
@@ -126,8 +129,6 @@ void forward_raw_bf16(const LayerForward& f) {
   w.b_hh = widen(f.b_hh, n_bias);
   w.w_ih = widen(f.w_ih, n_w_ih);
   w.w_hr = widen(f.w_hr, n_w_hr);
-  w.w_ih_bf16 = stored_w_ih ? static_cast<const uint16_t*>(f.w_ih) : nullptr;
-  w.w_hh_bf16 = static_cast<const uint16_t*>(f.w_hh);
   io.y = take(n_y);
   io.h_n = take(n_h);
   io.c_n = take(n_c);
@@ -164,8 +165,10 @@ struct CpuDevice {
       f.workspace = out.workspace;  // float32 already
       const bool bf16 = call.input.scalar_type() == at::kBFloat16;
       const at::Tensor x_proj = bf16_projection(call);
-      run_forward<kCell>(cpu::CpuBackend<float>(bf16),
-                         forward_of(kCell, float_call(call, !x_proj.defined()), f, x_proj));
+      cpu::CpuBackend<float>::Bf16Operands projected;
+      projected.x_proj = pointer<uint16_t>(x_proj);
+      run_forward<kCell>(cpu::CpuBackend<float>(bf16, projected),
+                         forward_of(kCell, float_call(call, !x_proj.defined()), f));
       copy_into(out.output, f.output);
       copy_into(out.hy, f.hy);
       copy_into(out.cy, f.cy);

@@ -35,14 +35,11 @@ struct LayerForward {
   const void *w_ih = nullptr, *w_hh = nullptr, *b_ih = nullptr, *b_hh = nullptr,
              *w_hr = nullptr;
   void *y = nullptr, *h_n = nullptr, *c_n = nullptr;  // c_n: LSTM only
-  void* workspace = nullptr;     // training: what backward needs; null: inference
-  const void* x_proj = nullptr;  // ForwardIO::x_proj (bfloat16), or null
+  void* workspace = nullptr;  // training: what backward needs; null: inference
 };
 
-// An op call as a LayerForward; `x_proj`: undefined, or x W_ih^T of every row as a bfloat16
-// [N, G] tensor.
-inline LayerForward forward_of(CellKind cell, const LayerCall& call, const ForwardOutputs& out,
-                               const at::Tensor& x_proj = at::Tensor()) {
+// An op call as a LayerForward.
+inline LayerForward forward_of(CellKind cell, const LayerCall& call, const ForwardOutputs& out) {
   LayerForward f;
   f.cell = cell;
   f.dtype = call.input.defined() ? call.input.scalar_type() : call.w_hh.scalar_type();
@@ -63,7 +60,6 @@ inline LayerForward forward_of(CellKind cell, const LayerCall& call, const Forwa
   // A [0] workspace means inference; an empty [0, W] one (no rows) has nothing to save either.
   f.workspace = out.workspace.defined() && out.workspace.numel() > 0 ? out.workspace.data_ptr()
                                                                      : nullptr;
-  f.x_proj = pointer<void>(x_proj);
   return f;
 }
 
@@ -98,7 +94,6 @@ ForwardIO<T, A> forward_io(const LayerForward& f) {
   io.h_n = static_cast<T*>(f.h_n);
   io.c_n = static_cast<T*>(f.c_n);
   io.workspace = static_cast<A*>(f.workspace);
-  io.x_proj = static_cast<const uint16_t*>(f.x_proj);
   return io;
 }
 

@@ -22,9 +22,10 @@
 //     void copy_rows(const T* src, int64_t src_ld, T* dst, int64_t dst_ld, int64_t rows,
 //                    int64_t cols) const;
 //     void add(T* out, const T* a, const A* b, int64_t n) const;   // out = a + b
-//     // Optional (the CPU's): bfloat16 rows into A rows, for a precomputed ForwardIO::x_proj.
-//     void widen_rows(const uint16_t* src, int64_t src_ld, A* dst, int64_t dst_ld,
-//                     int64_t rows, int64_t cols) const;
+//     // Optional (the CPU's): when the backend holds x W_ih^T already (computed before the
+//     // call in its own precision), writes rows [row0, row0 + rows) of it into pre (leading
+//     // dimension ld) and returns true; false: the driver's GEMM computes them.
+//     bool input_projection(int64_t row0, int64_t rows, int64_t G, A* pre, int64_t ld) const;
 //     void sum_rows(const T* matrix, int64_t rows, int64_t cols, T* out, bool accumulate) const;
 //     // Cell kCell's step kernels (cell_steps.h: CellSteps<kCell>::BackwardStep<T, A>, and
 //     // ForwardStep where forward_step runs gemm_then_step; a backend whose forward steps are
@@ -124,11 +125,6 @@ struct LayerWeights {
   const T* b_ih = nullptr;  // or null
   const T* b_hh = nullptr;  // or null
   const T* w_hr = nullptr;  // LSTM projection, or null
-  // CPU bfloat16 calls that read W_hh as stored (cpu_ops.cpp, forward_raw_bf16): W_hh, and for
-  // a single step W_ih, as the caller holds them, in bfloat16, for the step kernels to read as
-  // stored (Panels::stored_bf16); the float pointer of each is then null.
-  const uint16_t* w_ih_bf16 = nullptr;
-  const uint16_t* w_hh_bf16 = nullptr;
 
   int64_t output_size() const { return proj_size > 0 ? proj_size : hidden_size; }
 };
@@ -142,10 +138,6 @@ struct ForwardIO {
   T* h_n = nullptr;
   T* c_n = nullptr;        // LSTM only
   A* workspace = nullptr;  // null: inference, nothing saved for backward
-  // x W_ih^T of every row [N, G], computed before the call in bfloat16 (CPU bfloat16 calls: a
-  // bfloat16 GEMM, as torch.nn's), or null: the driver's GEMM computes it. With x_proj, x may
-  // be null (nothing else reads it unless the prepared weights compute the input in the steps).
-  const uint16_t* x_proj = nullptr;  // bfloat16 bits
 };
 
 template <class T, class A>
@@ -319,10 +311,6 @@ void recurrence_forward(const Backend& backend, const SequenceShape& shape,
   if (Cell::kSeparateProduct) hh_scratch = backend.template scratch<A>(B * G);
   if (project) r_scratch = backend.template scratch<T>(B * H);
   const auto prepared = backend.template prepare_forward<kCell>(w, B, steps);
-  if (!(io.x != nullptr || N * I == 0 || (io.x_proj != nullptr && !prepared.input_in_steps))) {
-    throw std::invalid_argument(
-        "fastrnn: a forward without its input needs the input projection precomputed");
-  }
 
   // The cell's step for the s-th step in the recurrence's order (a pure function of s, so a
   // backend may build steps on any thread), the state it reads and its input rows.
@@ -352,11 +340,14 @@ void recurrence_forward(const Backend& backend, const SequenceShape& shape,
     const int64_t chunk_rows = shape.offset(t_last + 1) - row_base;
     pre_rows = training ? io.workspace + row_base * ld : pre_scratch.data();
     bool projected = false;
-    if constexpr (requires { backend.widen_rows(io.x_proj, G, pre_rows, ld, chunk_rows, G); }) {
-      if (io.x_proj != nullptr) {
-        backend.widen_rows(io.x_proj + row_base * G, G, pre_rows, ld, chunk_rows, G);
-        projected = true;
-      }
+    if constexpr (requires { backend.input_projection(row_base, chunk_rows, G, pre_rows, ld); }) {
+      projected = backend.input_projection(row_base, chunk_rows, G, pre_rows, ld);
+    }
+    // Without its input (x null), a forward needs the backend's projection: nothing else
+    // reads x then (a backend that holds the projection computes no input in its steps).
+    if (!projected && io.x == nullptr && chunk_rows * I > 0) {
+      throw std::invalid_argument(
+          "fastrnn: a forward without its input needs the input projection precomputed");
     }
     if (!projected && !prepared.input_in_steps) {
       backend.gemm(false, true, chunk_rows, G, I, io.x + row_base * I, I, w.w_ih, I, false,
