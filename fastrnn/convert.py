@@ -56,6 +56,11 @@ def _constructor_kwargs(module: nn.Module, cls: type[nn.Module]) -> dict:
 
 
 def _twin(module: nn.Module, target: type[nn.Module]) -> nn.Module:
+    for option in ("weight_dropout", "variational_dropout"):
+        if getattr(module, option, 0) and target in (nn.RNN, nn.LSTM, nn.GRU):
+            raise ValueError(f"fastrnn.to_torch: {type(module).__name__} has {option}="
+                             f"{getattr(module, option)}, which torch.nn's "
+                             f"{target.__name__} has no option for; set it to 0 first")
     # Built on the meta device (no memory, no initialisation draws), then given the originals;
     # the constructor's dropout warning was already shown for the original module.
     with warnings.catch_warnings():

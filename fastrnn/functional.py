@@ -12,6 +12,23 @@ direction ``w_ih, w_hh[, b_ih, b_hh][, w_hr]``. ``input`` is [T, B, I] ([B, T, I
 ``hx`` is [L * D, B, P] (LSTM: ``(h0, c0)`` with c0 [L * D, B, H]), or None for zeros; the
 returned final states have those shapes. Dropout (probability ``dropout``, only when ``training``) is applied to the
 output of every layer but the last, drawing from torch's RNG as torch.nn does.
+
+Two regularizers beyond torch.nn, keyword arguments of every function, applied only when
+``training`` (each drawn from torch's RNG, so ``torch.manual_seed`` reproduces them; autograd
+saves the masks for backward):
+
+- ``variational_dropout`` (Gal and Ghahramani): each layer's input is multiplied by one mask per
+  sequence and input unit, the same at every time step (entries 0 or 1 / (1 - p));
+- ``weight_dropout`` (DropConnect on W_hh, as AWD-LSTM's WeightDrop): each layer and direction
+  runs on ``W_hh * mask``, mask 0 or 1 / (1 - p), one per call, shared by every time step.
+
+A mask of shape S is ``(torch.rand(S) >= p) / (1 - p)`` (one float32 draw; a packed input's
+[B, F] mask is indexed by each row's sequence). Per layer, the input's mask is drawn first, then
+the W_hh masks of its directions in order, then torch's inter-layer dropout after the layer.
+Under torch.compile the draws come from inductor's generator, as for torch's own dropout. Both act on whole tensors outside the recurrence
+(one elementwise pass over the layer's input or over W_hh, against the recurrence's
+T * B * G * P multiply-adds), so the fused kernels run unchanged; fastrnn/_reference.py states
+them as ``input_mask`` and a masked ``w_hh``.
 """
 
 from __future__ import annotations
@@ -37,10 +54,35 @@ def _needs_grad(tensors: Sequence[Tensor | None]) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
+def _dropout_mask(like: Tensor, shape: Sequence[int], p: float) -> Tensor:
+    """A dropout mask of `shape` in like's dtype and device: 0 with probability p, else
+    1 / (1 - p), from one float32 torch.rand draw (kept where ``rand >= p``). torch's
+    bernoulli_, which F.dropout uses, takes 2.4 ms for a 1024 x 256 W_hh on the CPU, rand 1.0."""
+    if p >= 1:
+        return like.new_zeros(shape)
+    keep = torch.rand(shape, dtype=torch.float32, device=like.device) >= p
+    return keep.to(like.dtype) / (1 - p)
+
+
+def _variational_mask(input: Tensor, p: float, batch_sizes: Tensor | None) -> Tensor:
+    """The variational dropout mask of a layer input [T, B, F] (padded) or [N, F] (packed): one
+    draw per sequence and feature, [B, F], broadcast over the time steps (packed: row r of step t
+    belongs to sequence r - offset(t))."""
+    batch = input.shape[1] if batch_sizes is None else int(batch_sizes[0])
+    mask = _dropout_mask(input, (batch, input.shape[-1]), p)
+    if batch_sizes is None:
+        return mask.unsqueeze(0)
+    sizes = batch_sizes.to(torch.long)
+    offsets = torch.cumsum(sizes, 0) - sizes
+    sequence = torch.arange(input.shape[0]) - torch.repeat_interleave(offsets, sizes)
+    return mask.index_select(0, sequence.to(input.device))
+
+
 def _stack(cell: str, input: Tensor, hx: Tensor | None, cx: Tensor | None, params: Sequence[Tensor],
            has_biases: bool, num_layers: int, dropout: float, training: bool,
-           bidirectional: bool, batch_first: bool,
-           batch_sizes: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
+           bidirectional: bool, batch_first: bool, batch_sizes: Tensor | None,
+           weight_dropout: float = 0.0,
+           variational_dropout: float = 0.0) -> tuple[Tensor, Tensor, Tensor | None]:
     _onnx.register_if_exporting()
     directions = 2 if bidirectional else 1
     per_layer = len(params) // (num_layers * directions)
@@ -68,10 +110,15 @@ def _stack(cell: str, input: Tensor, hx: Tensor | None, cx: Tensor | None, param
     share_zeros = batch_sizes is not None and hx is None and torch.compiler.is_compiling()
     for layer in range(num_layers):
         outputs = []
+        if training and variational_dropout > 0:
+            layer_input = layer_input * _variational_mask(layer_input, variational_dropout,
+                                                          batch_sizes)
         for direction in range(directions):
             index = layer * directions + direction
             weights = params[index * per_layer:(index + 1) * per_layer]
             w_ih, w_hh = weights[0], weights[1]
+            if training and weight_dropout > 0:
+                w_hh = w_hh * _dropout_mask(w_hh, w_hh.shape, weight_dropout)
             b_ih, b_hh = (weights[2], weights[3]) if has_biases else (None, None)
             w_hr = weights[-1] if has_projection else None
             reverse = direction == 1
@@ -102,39 +149,53 @@ def _stack(cell: str, input: Tensor, hx: Tensor | None, cx: Tensor | None, param
 
 def rnn_tanh(input: Tensor, hx: Tensor | None, params: Sequence[Tensor], has_biases: bool,
              num_layers: int, dropout: float, training: bool, bidirectional: bool,
-             batch_first: bool = False, batch_sizes: Tensor | None = None) -> tuple[Tensor, Tensor]:
+             batch_first: bool = False, batch_sizes: Tensor | None = None,
+             *, weight_dropout: float = 0.0,
+             variational_dropout: float = 0.0) -> tuple[Tensor, Tensor]:
     """Elman RNN with tanh: ``h_t = tanh(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh)``."""
     output, h_n, _ = _stack("rnn_tanh", input, hx, None, params, has_biases, num_layers, dropout,
-                            training, bidirectional, batch_first, batch_sizes)
+                            training, bidirectional, batch_first, batch_sizes,
+                            weight_dropout=weight_dropout,
+                            variational_dropout=variational_dropout)
     return output, h_n
 
 
 def rnn_relu(input: Tensor, hx: Tensor | None, params: Sequence[Tensor], has_biases: bool,
              num_layers: int, dropout: float, training: bool, bidirectional: bool,
-             batch_first: bool = False, batch_sizes: Tensor | None = None) -> tuple[Tensor, Tensor]:
+             batch_first: bool = False, batch_sizes: Tensor | None = None,
+             *, weight_dropout: float = 0.0,
+             variational_dropout: float = 0.0) -> tuple[Tensor, Tensor]:
     """Elman RNN with ReLU: ``h_t = relu(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh)``."""
     output, h_n, _ = _stack("rnn_relu", input, hx, None, params, has_biases, num_layers, dropout,
-                            training, bidirectional, batch_first, batch_sizes)
+                            training, bidirectional, batch_first, batch_sizes,
+                            weight_dropout=weight_dropout,
+                            variational_dropout=variational_dropout)
     return output, h_n
 
 
 def lstm(input: Tensor, hx: tuple[Tensor, Tensor] | None, params: Sequence[Tensor], has_biases: bool,
          num_layers: int, dropout: float, training: bool, bidirectional: bool,
-         batch_first: bool = False,
-         batch_sizes: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+         batch_first: bool = False, batch_sizes: Tensor | None = None,
+         *, weight_dropout: float = 0.0,
+         variational_dropout: float = 0.0) -> tuple[Tensor, Tensor, Tensor]:
     """LSTM (gate order i, f, g, o), with an optional projection ``h_t = W_hr (o * tanh(c_t))``
     when ``params`` carries ``w_hr`` for each layer and direction. Returns (output, h_n, c_n)."""
     h0, c0 = hx if hx is not None else (None, None)
     output, h_n, c_n = _stack("lstm", input, h0, c0, params, has_biases, num_layers,
-                              dropout, training, bidirectional, batch_first, batch_sizes)
+                              dropout, training, bidirectional, batch_first, batch_sizes,
+                              weight_dropout=weight_dropout,
+                              variational_dropout=variational_dropout)
     assert c_n is not None
     return output, h_n, c_n
 
 
 def gru(input: Tensor, hx: Tensor | None, params: Sequence[Tensor], has_biases: bool, num_layers: int,
         dropout: float, training: bool, bidirectional: bool, batch_first: bool = False,
-        batch_sizes: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        batch_sizes: Tensor | None = None, *, weight_dropout: float = 0.0,
+        variational_dropout: float = 0.0) -> tuple[Tensor, Tensor]:
     """GRU (gate order r, z, n) with torch's ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))``."""
     output, h_n, _ = _stack("gru", input, hx, None, params, has_biases, num_layers, dropout,
-                            training, bidirectional, batch_first, batch_sizes)
+                            training, bidirectional, batch_first, batch_sizes,
+                            weight_dropout=weight_dropout,
+                            variational_dropout=variational_dropout)
     return output, h_n

@@ -54,10 +54,18 @@ def _apply_permutation(tensor: Tensor, permutation: Tensor, dim: int = 1) -> Ten
 
 
 class RNNBase(nn.Module):
-    """Base of fastrnn's RNN, LSTM and GRU: torch.nn.RNNBase's parameters and checks."""
+    """Base of fastrnn's RNN, LSTM and GRU: torch.nn.RNNBase's parameters and checks.
+
+    Beyond torch.nn, two keyword-only options of every module, used in training mode only
+    (fastrnn.functional describes them): ``weight_dropout`` (DropConnect on each W_hh, one mask
+    per forward call) and ``variational_dropout`` (one mask per sequence and input unit on every
+    layer's input, the same at every step). Both default to 0 (off); neither changes the
+    parameters or the state_dict.
+    """
 
     __constants__ = ["mode", "input_size", "hidden_size", "num_layers", "bias", "batch_first",
-                     "dropout", "bidirectional", "proj_size"]
+                     "dropout", "bidirectional", "proj_size", "weight_dropout",
+                     "variational_dropout"]
 
     mode: str
     input_size: int
@@ -68,11 +76,15 @@ class RNNBase(nn.Module):
     dropout: float
     bidirectional: bool
     proj_size: int
+    # Class defaults as well, so modules pickled before these options existed still load.
+    weight_dropout: float = 0.0
+    variational_dropout: float = 0.0
 
     def __init__(self, mode: str, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
                  bidirectional: bool = False, proj_size: int = 0, device: Any = None,
-                 dtype: Any = None) -> None:
+                 dtype: Any = None, *, weight_dropout: float = 0.0,
+                 variational_dropout: float = 0.0) -> None:
         factory_kwargs = {"device": device, "dtype": dtype}
         super().__init__()
         self.mode = mode
@@ -115,6 +127,13 @@ class RNNBase(nn.Module):
             raise ValueError("proj_size has to be smaller than hidden_size")
         if mode not in _CELLS:
             raise ValueError("Unrecognized RNN mode: " + mode)
+        for name, p in (("weight_dropout", weight_dropout),
+                        ("variational_dropout", variational_dropout)):
+            if not isinstance(p, numbers.Number) or isinstance(p, bool) or not 0 <= p <= 1:
+                raise ValueError(f"{name} should be a number in range [0, 1] representing the "
+                                 "probability of an element being zeroed")
+        self.weight_dropout = float(weight_dropout)
+        self.variational_dropout = float(variational_dropout)
         gate_size = _CELLS[mode]["gates"] * hidden_size
 
         self._flat_weights_names: list[str] = []
@@ -218,6 +237,10 @@ class RNNBase(nn.Module):
             s += ", dropout={dropout}"
         if self.bidirectional is not False:
             s += ", bidirectional={bidirectional}"
+        if self.weight_dropout != 0:
+            s += f", weight_dropout={self.weight_dropout}"
+        if self.variational_dropout != 0:
+            s += f", variational_dropout={self.variational_dropout}"
         return s.format(**self.__dict__)
 
     # ---- shared forward plumbing ----
@@ -229,9 +252,12 @@ class RNNBase(nn.Module):
         dispatcher, autograd wrapper or Python per layer, and takes only calls whose result it
         cannot change: CPU inference on plain tensors of the shapes torch.nn accepts (anything
         else returns None, and the regular path below runs, with torch.nn's checks and errors).
-        Inter-layer dropout in training and torch.compile always take the regular path.
+        Dropout of any kind in training and torch.compile always take the regular path.
         """
-        if (self.training and self.dropout > 0 and self.num_layers > 1) or torch.compiler.is_compiling():
+        if self.training and (self.dropout > 0 and self.num_layers > 1 or self.weight_dropout > 0
+                              or self.variational_dropout > 0):
+            return None
+        if torch.compiler.is_compiling():
             return None
         return _C.forward_fast(_CELLS[self.mode]["code"], input, hx, self._parameters,
                                self._flat_weights_names, self.num_layers, self.bidirectional,
@@ -247,7 +273,8 @@ class RNNBase(nn.Module):
         return functional._stack(
             _CELLS[self.mode]["name"], input, hx, cx, self._flat_weights,  # type: ignore[arg-type]
             self.bias, self.num_layers, self.dropout, self.training, self.bidirectional,
-            self.batch_first, batch_sizes)
+            self.batch_first, batch_sizes, weight_dropout=self.weight_dropout,
+            variational_dropout=self.variational_dropout)
 
     def _forward_states(self, input: Tensor | PackedSequence, states: list[Tensor] | None,
                         state_sizes: list[int], dim_message: str
@@ -310,7 +337,8 @@ class RNN(RNNBase):
 
     ``RNN(input_size, hidden_size, num_layers=1, nonlinearity='tanh', bias=True,
     batch_first=False, dropout=0.0, bidirectional=False, device=None, dtype=None)``; see
-    torch.nn.RNN for the arguments, inputs and outputs, which are the same.
+    torch.nn.RNN for the arguments, inputs and outputs, which are the same. Keyword-only
+    ``weight_dropout`` and ``variational_dropout``: see RNNBase.
     """
 
     # torch.nn.RNN's two signatures (for type checkers); the implementation takes *args so that
@@ -319,7 +347,8 @@ class RNN(RNNBase):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
                  dropout: float = 0.0, bidirectional: bool = False, device: Any = None,
-                 dtype: Any = None) -> None: ...
+                 dtype: Any = None, *, weight_dropout: float = 0.0,
+                 variational_dropout: float = 0.0) -> None: ...
 
     @overload
     def __init__(self, *args: Any, **kwargs: Any) -> None: ...
@@ -356,14 +385,16 @@ class GRU(RNNBase):
     r * (W_hn h + b_hn))``, ``h' = (1 - z) * n + z * h``), run by fastrnn's fused kernels.
 
     ``GRU(input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-    bidirectional=False, device=None, dtype=None)``; see torch.nn.GRU.
+    bidirectional=False, device=None, dtype=None)``; see torch.nn.GRU. Keyword-only
+    ``weight_dropout`` and ``variational_dropout``: see RNNBase.
     """
 
     @overload
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
                  bidirectional: bool = False, device: Any = None,
-                 dtype: Any = None) -> None: ...
+                 dtype: Any = None, *, weight_dropout: float = 0.0,
+                 variational_dropout: float = 0.0) -> None: ...
 
     @overload
     def __init__(self, *args: Any, **kwargs: Any) -> None: ...
@@ -390,13 +421,15 @@ class LSTM(RNNBase):
 
     ``LSTM(input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
     bidirectional=False, proj_size=0, device=None, dtype=None)``; see torch.nn.LSTM.
+    Keyword-only ``weight_dropout`` and ``variational_dropout``: see RNNBase.
     """
 
     @overload
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
                  bidirectional: bool = False, proj_size: int = 0,
-                 device: Any = None, dtype: Any = None) -> None: ...
+                 device: Any = None, dtype: Any = None, *, weight_dropout: float = 0.0,
+                 variational_dropout: float = 0.0) -> None: ...
 
     @overload
     def __init__(self, *args: Any, **kwargs: Any) -> None: ...

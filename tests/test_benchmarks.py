@@ -133,3 +133,19 @@ def test_after_peer_times_each_condition(capsys):
         for condition in conditions]
     for *_, ours, theirs, ratio in rows:
         check_printed_ratio(theirs, ours, ratio)
+
+
+def test_regularizers_times_each_option_against_the_plain_layer(capsys):
+    from benchmarks import regularizers
+
+    regularizers.main(["--cells", "LSTM", "GRU", "--steps", "2", "--batch", "2", "--hidden", "8",
+                       "--rounds", "2"])
+    rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| LSTM") or line.startswith("| GRU")]
+    options = ["none", "weight_dropout", "variational_dropout", "both"]
+    assert [(r[0].strip(), r[1].strip()) for r in rows] == [
+        (cell, option) for cell in ("LSTM", "GRU") for option in options]
+    for row in rows:
+        if row[1].strip() == "none":
+            plain = row[2]
+        check_printed_ratio(row[2], plain, row[3])

@@ -64,12 +64,16 @@ def test_public_methods_are_annotated(cls):
 @pytest.mark.parametrize("cls", [fastrnn.RNN, fastrnn.LSTM, fastrnn.GRU], ids=lambda c: c.__name__)
 def test_module_constructors_have_torch_signatures_for_type_checkers(cls):
     """The modules take *args (so bad arguments raise torch.nn's errors), with torch.nn's two
-    @overloads: its full signature, parameter names and defaults, every parameter annotated."""
+    @overloads: its full signature, parameter names and defaults, every parameter annotated,
+    then fastrnn's keyword-only regularizers (off by default)."""
     ours = [inspect.signature(f) for f in typing.get_overloads(cls.__init__)]
     torchs = [inspect.signature(f) for f in typing.get_overloads(getattr(nn, cls.__name__).__init__)]
     assert len(ours) == len(torchs) == 2
+    extras = [("weight_dropout", 0.0), ("variational_dropout", 0.0)]
     assert [(p.name, p.default) for p in ours[0].parameters.values()] == \
-        [(p.name, p.default) for p in torchs[0].parameters.values()]
+        [(p.name, p.default) for p in torchs[0].parameters.values()] + extras
+    assert all(ours[0].parameters[name].kind is inspect.Parameter.KEYWORD_ONLY
+               for name, _ in extras)
     assert _unannotated(typing.get_overloads(cls.__init__)[0]) == []
     assert list(ours[1].parameters) == ["self", "args", "kwargs"]
 
