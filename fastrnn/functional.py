@@ -25,10 +25,10 @@ saves the masks for backward):
 A mask of shape S is ``(torch.rand(S) >= p) / (1 - p)`` (one float32 draw; a packed input's
 [B, F] mask is indexed by each row's sequence). Per layer, the input's mask is drawn first, then
 the W_hh masks of its directions in order, then torch's inter-layer dropout after the layer.
-Under torch.compile the draws come from inductor's generator, as for torch's own dropout. Both act on whole tensors outside the recurrence
-(one elementwise pass over the layer's input or over W_hh, against the recurrence's
-T * B * G * P multiply-adds), so the fused kernels run unchanged; fastrnn/_reference.py states
-them as ``input_mask`` and a masked ``w_hh``.
+Under torch.compile the draws come from inductor's generator, as for torch's own dropout. Both
+act on whole tensors outside the recurrence (one elementwise pass over the layer's input or over
+W_hh, against the recurrence's T * B * G * P multiply-adds), so the fused kernels run unchanged;
+fastrnn/_reference.py states them as ``input_mask`` and a masked ``w_hh``.
 """
 
 from __future__ import annotations
