@@ -394,8 +394,8 @@ def test_bf16_products_within_twice_torch_error(mode, shape, threads, generator)
 @pytest.mark.parametrize("mode", MODES)
 def test_bf16_single_row_reads_bf16_weights_exactly(mode, steps, unbatched, generator):
     """bfloat16 calls of one row read W_hh (and, for a single step, W_ih) in bfloat16, widened
-    as they are read (Panels::stored_bf16): bitwise what float32 gives on the widened values,
-    rounded to bfloat16 once at the end of the layer."""
+    as they are read (a bfloat16 WeightOperand): bitwise what float32 gives on the widened
+    values, rounded to bfloat16 once at the end of the layer."""
     input_size, hidden = 21, 37
     _, fast16 = make_pair(mode, input_size, hidden, 1, bidirectional=True)
     fast16 = fast16.to(torch.bfloat16)

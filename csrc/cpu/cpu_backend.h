@@ -45,7 +45,7 @@ class CpuBackend {
   // it is: each null where the call has none (cpu_ops.cpp fills them).
   struct Bf16Operands {
     // W_hh, and for a call of one step W_ih, as the caller holds them: read by steps that read
-    // the weights as stored (tuning::reads_weights_as_stored; Panels::stored_bf16, StepInput),
+    // the weights as stored (tuning::reads_weights_as_stored; Panels, StepInput),
     // whose float pointers in LayerWeights are then null.
     const uint16_t* w_ih = nullptr;
     const uint16_t* w_hh = nullptr;
@@ -164,14 +164,12 @@ class CpuBackend {
     int64_t rows = 0;   // the most rows a step has (the state's)
     bool input_in_steps = false;  // the steps compute x W_ih^T too (StepInput)
     Buffer<T> input_holder;       // owns W_ih's panels, when packed
-    const T* w_ih = nullptr;      // W_ih as stored, or its panels
+    WeightOperand<T> w_ih;        // W_ih as stored (T, or a bfloat16 call's), or its panels
     int64_t input_size = 0;
     int64_t input_stride = 0;     // W_ih packed: elements per panel
-    const uint16_t* w_ih_bf16 = nullptr;  // W_ih as stored in bfloat16 (StepInput)
 
     StepInput<T> input(Rows<const T> x) const {
-      return input_in_steps ? StepInput<T>{x, w_ih, input_size, input_stride, w_ih_bf16}
-                            : StepInput<T>{};
+      return input_in_steps ? StepInput<T>{x, w_ih, input_size, input_stride} : StepInput<T>{};
     }
   };
 
@@ -194,8 +192,8 @@ class CpuBackend {
     fused.rows = rows;
     if (tuning::reads_weights_as_stored(rows, steps, bf16_products_)) {
       p.packed = false;
-      p.data = w.w_hh;
-      p.stored_bf16 = operands_.w_hh;
+      p.weights = operands_.w_hh != nullptr ? WeightOperand<T>::of(operands_.w_hh)
+                                            : WeightOperand<T>::of(w.w_hh);
       // bfloat16 products take x W_ih^T from their GEMM (Bf16Operands::x_proj) unless W_ih
       // comes as stored in bfloat16 (the raw calls of cpu_ops.cpp).
       // (Not for input_size 0, a cell of torch.nn's: the step kernels take an empty StepInput
@@ -203,29 +201,30 @@ class CpuBackend {
       fused.input_in_steps = steps == 1 && w.input_size > 0 &&
                              operands_.x_proj == nullptr &&
                              (!bf16_products_ || operands_.w_ih != nullptr);
-      fused.w_ih = w.w_ih;
-      fused.w_ih_bf16 = operands_.w_ih;
+      fused.w_ih = operands_.w_ih != nullptr ? WeightOperand<T>::of(operands_.w_ih)
+                                             : WeightOperand<T>::of(w.w_ih);
       fused.input_size = w.input_size;
       return fused;
     }
     TORCH_CHECK(operands_.w_hh == nullptr && operands_.w_ih == nullptr,
                 "fastrnn: bfloat16 weights as stored are for calls that read W_hh as stored");
     if (bf16_products_) {
-      p.bf16_stride = (P + 1) / 2 * p.units * gates * 2;
-      Buffer<uint16_t> bf16 = scratch<uint16_t>(p.count * p.bf16_stride);
+      p.stride = (P + 1) / 2 * p.units * gates * 2;
+      Buffer<uint16_t> bf16 = scratch<uint16_t>(p.count * p.stride);
       fused.holder.tensor = bf16.tensor;  // the panels' owner, whatever their type
-      p.bf16 = bf16.data();
+      p.weights = WeightOperand<T>::of(static_cast<const uint16_t*>(bf16.data()));
       pack_bf16_panels<kCell>(w.w_hh, P, p, width, bf16.data());
       return fused;
     }
     p.stride = P * p.units * gates;
-    p.data = packed<kCell>(w.w_hh, P, p, fused.holder);
+    p.weights = WeightOperand<T>::of(packed<kCell>(w.w_hh, P, p, fused.holder));
     if (rows >= tuning::kFusedInputRows && rows * steps >= tuning::kFusedInputCallRows &&
         w.input_size > 0) {
       fused.input_in_steps = true;
       fused.input_size = w.input_size;
       fused.input_stride = w.input_size * p.units * gates;
-      fused.w_ih = packed<kCell>(w.w_ih, w.input_size, p, fused.input_holder);
+      fused.w_ih =
+          WeightOperand<T>::of(packed<kCell>(w.w_ih, w.input_size, p, fused.input_holder));
     }
     return fused;
   }
@@ -297,7 +296,7 @@ class CpuBackend {
     const int64_t P = w.panels.inner, hb_ld = P + P % 2;
     Buffer<uint16_t> hb_holder;
     uint16_t* hb[2] = {nullptr, nullptr};
-    if (w.panels.bf16 != nullptr) {
+    if (w.panels.packed && w.panels.weights.bf16) {
       hb_holder = scratch<uint16_t>(2 * w.rows * hb_ld);
       hb[0] = hb_holder.data();
       hb[1] = hb[0] + w.rows * hb_ld;
@@ -357,7 +356,8 @@ class CpuBackend {
             if (G % 2 != 0) rounded[r * ld + G] = 0;
           }
           g.dgates_bf16 = {rounded.data(), ld};
-          g.w_bf16 = backward_bf16_->packed.data();
+          const uint16_t* pairs = backward_bf16_->packed.data();
+          g.w = WeightOperand<T>::of(pairs);
         }
       }
     }

@@ -334,8 +334,8 @@ inline void step_product(const Panels<T>& w, int64_t p, Rows<const T> h_prev,
                          Epilogue&& epilogue) {
 #ifdef FASTRNN_BF16_PRODUCTS
   if constexpr (std::is_same_v<V, VecF>) {
-    if (w.bf16 != nullptr) {
-      const uint16_t* panel = w.bf16 + p * w.bf16_stride;
+    if (w.packed && w.weights.bf16) {
+      const uint16_t* panel = w.weights.bf16_values() + p * w.stride;
       for_each_tile<tile_rows<V, NV>()>(rows, [&]<int TR>(int64_t r0) {
         V acc[TR][NV];
         accumulate_tile_bf16<TR, NV>(h_bf16.row(r0), h_bf16.ld, panel, NV * 32,
@@ -349,7 +349,7 @@ inline void step_product(const Panels<T>& w, int64_t p, Rows<const T> h_prev,
   (void)h_bf16;
 #endif
   if (w.packed) {
-    panel_product<V, NV>(h_prev, rows, w.data + p * w.stride, w.inner,
+    panel_product<V, NV>(h_prev, rows, w.weights.values() + p * w.stride, w.inner,
                          std::forward<Epilogue>(epilogue));
     return;
   }
@@ -362,10 +362,12 @@ inline void step_product(const Panels<T>& w, int64_t p, Rows<const T> h_prev,
       auto put = [&](int64_t r, V dots) { acc[r][v] = dots; };
       if (n <= 0) {
         for (int r = 0; r < TR; ++r) acc[r][v] = V(T(0));
-      } else if (w.stored_bf16 != nullptr) {
-        rows_dots<V, T>(w.stored_bf16 + first * w.inner, w.inner, n, w.inner, TR, row_of, put);
+      } else if (w.weights.bf16) {
+        rows_dots<V, T>(w.weights.bf16_values() + first * w.inner, w.inner, n, w.inner, TR,
+                        row_of, put);
       } else {
-        rows_dots<V, T>(w.data + first * w.inner, w.inner, n, w.inner, TR, row_of, put);
+        rows_dots<V, T>(w.weights.values() + first * w.inner, w.inner, n, w.inner, TR, row_of,
+                        put);
       }
     }
     epilogue.template operator()<TR>(r0, acc);
@@ -377,9 +379,9 @@ inline void step_product(const Panels<T>& w, int64_t p, Rows<const T> h_prev,
 template <class V, int NV, class T, class Block>
 inline void input_product(const StepInput<T>& in, int64_t p, int64_t rows, Rows<T> pre,
                           Block&& block) {
-  if (in.w_ih == nullptr && in.w_ih_bf16 == nullptr) return;
+  if (!in.w_ih) return;
   if (in.stride > 0) {  // packed: the tiles go to pre (still in cache when the epilogue reads them)
-    panel_product<V, NV>(in.x, rows, in.w_ih + p * in.stride, in.size,
+    panel_product<V, NV>(in.x, rows, in.w_ih.values() + p * in.stride, in.size,
                          [&]<int TR>(int64_t r0, V (&acc)[TR][NV]) {
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) {
@@ -397,10 +399,12 @@ inline void input_product(const StepInput<T>& in, int64_t p, int64_t rows, Rows<
     if (n <= 0) continue;
     auto row_of = [&](int64_t r) { return in.x.row(r); };
     auto put = [&](int64_t r, V dots) { dots.store(pre.row(r) + first, n); };
-    if (in.w_ih_bf16 != nullptr) {
-      rows_dots<V, T>(in.w_ih_bf16 + first * in.size, in.size, n, in.size, rows, row_of, put);
+    if (in.w_ih.bf16) {
+      rows_dots<V, T>(in.w_ih.bf16_values() + first * in.size, in.size, n, in.size, rows,
+                      row_of, put);
     } else {
-      rows_dots<V, T>(in.w_ih + first * in.size, in.size, n, in.size, rows, row_of, put);
+      rows_dots<V, T>(in.w_ih.values() + first * in.size, in.size, n, in.size, rows, row_of,
+                      put);
     }
   }
 }
@@ -561,17 +565,18 @@ void gemm_tiles(const T* a, int64_t lda, const T* b, int64_t ldb, T* c, int64_t 
 
 // The recurrent half of a backward step, for the output columns [col_begin, col_end):
 // dh (+)= dgates [rows, inner] times W_hh [inner, ldw] (W_hh as stored: row k is gate row k),
-// or with the bfloat16 operands when g.w_bf16 is set.
+// or with the bfloat16 operands when g.w is bfloat16.
 template <class V, class T>
 void hidden_grad(const HiddenGradStep<T>& g) {
 #ifdef FASTRNN_BF16_PRODUCTS
   if constexpr (std::is_same_v<V, VecF>) {
-    if (g.w_bf16 != nullptr) {
+    if (g.w.bf16) {
       for_each_column_group<V>(g.col_begin, g.col_end, [&]<int NVT>(int64_t col, int last) {
         for_each_tile<tile_rows<V, kGemmVectors>()>(g.rows, [&]<int TR>(int64_t r0) {
           V acc[TR][NVT];
           accumulate_tile_bf16<TR, NVT>(g.dgates_bf16.row(r0), g.dgates_bf16.ld,
-                                        g.w_bf16 + 2 * col, 2 * g.ldw, (g.inner + 1) / 2, acc,
+                                        g.w.bf16_values() + 2 * col, 2 * g.ldw,
+                                        (g.inner + 1) / 2, acc,
                                         last);
           store_tile<V, TR, NVT>(g.dh.row(r0) + col, g.dh.ld, last, g.accumulate, acc);
         });
@@ -580,8 +585,8 @@ void hidden_grad(const HiddenGradStep<T>& g) {
     }
   }
 #endif
-  gemm_tiles<V, false>(g.dgates.data, g.dgates.ld, g.w, g.ldw, g.dh.data, g.dh.ld, g.rows,
-                       g.inner, g.col_begin, g.col_end, g.accumulate);
+  gemm_tiles<V, false>(g.dgates.data, g.dgates.ld, g.w.values(), g.ldw, g.dh.data, g.dh.ld,
+                       g.rows, g.inner, g.col_begin, g.col_end, g.accumulate);
 }
 
 // One block of a whole GEMM (GemmBlock): its rows and columns of C, over the inner dimension

@@ -45,20 +45,33 @@ using fastrnn::Rows;
 // is zero). The product then reads h rounded to bfloat16 (FusedForwardStep::h_bf16, as torch's
 // bfloat16 RNNs round their state) and accumulates in float32 with one dot-product instruction
 // per pair: twice the float32 rate. Everything after the product stays float32.
+//
+// A weight operand's values are T or bfloat16 (WeightOperand): one pointer and its format, not
+// a pointer per format. bfloat16 weights are either a bfloat16 call's as the caller holds them
+// (as stored: widened as they are read, exactly the float copy's values at half the bytes) or
+// packed in the pairs above.
+template <class T>
+struct WeightOperand {
+  const void* data = nullptr;  // null: no operand
+  bool bf16 = false;           // values in bfloat16 (uint16_t bits), else in T
+
+  static WeightOperand of(const T* values) { return {values, false}; }
+  static WeightOperand of(const uint16_t* values) { return {values, true}; }
+  explicit operator bool() const { return data != nullptr; }
+  const T* values() const { return static_cast<const T*>(data); }  // when !bf16
+  const uint16_t* bf16_values() const { return static_cast<const uint16_t*>(data); }  // when bf16
+};
+
 template <class T>
 struct Panels {
-  const T* data = nullptr;
-  bool packed = true;  // false: data (or stored_bf16) is W_hh as stored
-  // Not packed, bfloat16 calls: W_hh as the caller holds it, in bfloat16, widened as it is read
-  // (exactly the float copy's values, at half the bytes); data is then null.
-  const uint16_t* stored_bf16 = nullptr;
-  const uint16_t* bf16 = nullptr;  // packed in bfloat16 pairs (see above), or null
-  int64_t bf16_stride = 0;         // bfloat16 values per such panel
+  WeightOperand<T> weights;  // W_hh: packed (float, or bfloat16 pairs), or as stored
+  bool packed = true;        // false: `weights` is W_hh as stored
   int64_t inner = 0;   // K: the size of h (P)
   int64_t hidden = 0;  // H
   int64_t units = 0;   // hidden units per panel
   int64_t count = 0;   // panels: ceil(H / units)
-  int64_t stride = 0;  // packed: elements per panel, inner * units * gates
+  int64_t stride = 0;  // packed: values per panel (float: inner * units * gates; bfloat16
+                       // pairs: ceil(inner / 2) * units * gates * 2)
 };
 
 // The input projection of a step, when the fused step computes it too: x [rows, I] and W_ih
@@ -72,10 +85,9 @@ struct Panels {
 template <class T>
 struct StepInput {
   Rows<const T> x;
-  const T* w_ih = nullptr;  // null (and w_ih_bf16 null): the pre rows already hold x W_ih^T
-  int64_t size = 0;         // I
-  int64_t stride = 0;       // packed: elements per panel (I * units * gates); 0: as stored
-  const uint16_t* w_ih_bf16 = nullptr;  // as stored, in bfloat16 (see Panels::stored_bf16)
+  WeightOperand<T> w_ih;  // none: the pre rows already hold x W_ih^T; bfloat16 only as stored
+  int64_t size = 0;       // I
+  int64_t stride = 0;     // packed: elements per panel (I * units * gates); 0: as stored
 };
 
 // One forward step over the panels [panel_begin, panel_end) (a thread's share): `step` as
@@ -91,7 +103,8 @@ struct FusedForwardStep {
   int64_t panel_begin = 0, panel_end = 0;
   bool save = false;
   StepInput<T> input;
-  Rows<const uint16_t> h_bf16;  // h_prev rounded to bfloat16 (row length even), when w.bf16
+  Rows<const uint16_t> h_bf16;  // h_prev rounded to bfloat16 (row length even), for packed
+                                // bfloat16 panels
 };
 
 // The recurrent half of a backward step for the output columns [col_begin, col_end) of dh:
@@ -100,15 +113,14 @@ template <class T>
 struct HiddenGradStep {
   int64_t rows = 0, inner = 0;  // inner: G
   Rows<const T> dgates;         // [rows, G]
-  const T* w = nullptr;
+  WeightOperand<T> w;           // W_hh as stored, or in bfloat16 pairs of rows (below)
   int64_t ldw = 0;              // P
   Rows<T> dh;                   // [rows, P]
   int64_t col_begin = 0, col_end = 0;
   bool accumulate = false;      // add to dh (the GRU's direct part) instead of overwriting it
-  // bfloat16 products (Panels::bf16's conditions): dgates rounded to bfloat16 (row length even,
-  // a missing k = G zero) and W_hh in pairs of rows, [ceil(G / 2)][P][2]; w_bf16 null: float.
+  // bfloat16 products (the packed panels' conditions): w in pairs of rows, [ceil(G / 2)][P][2],
+  // and dgates rounded to bfloat16 here (row length even, a missing k = G zero).
   Rows<const uint16_t> dgates_bf16;
-  const uint16_t* w_bf16 = nullptr;
 
   // The float product of the driver's Backend::hidden_grad (fastrnn/recurrence.h).
   static HiddenGradStep of(int64_t rows, Rows<const T> dgates, const T* w_hh, int64_t G,
@@ -117,7 +129,7 @@ struct HiddenGradStep {
     g.rows = rows;
     g.inner = G;
     g.dgates = dgates;
-    g.w = w_hh;
+    g.w = WeightOperand<T>::of(w_hh);
     g.ldw = P;
     g.dh = dh;
     g.col_begin = c0;

@@ -1,5 +1,5 @@
 // Packing the weights into the layouts the CPU step kernels read (step_kernels.h: Panels,
-// HiddenGradStep::w_bf16), once per call, in parallel for big weights.
+// HiddenGradStep::w), once per call, in parallel for big weights.
 #pragma once
 
 #include <c10/util/BFloat16.h>
@@ -67,8 +67,8 @@ void pack_panels(const T* weight, int64_t inner, const Panels<T>& p, int64_t wid
   });
 }
 
-// W_hh [gates * H, P] into Panels::bf16's layout (step_kernels.h) in `out` (p.count *
-// p.bf16_stride values), rounded to bfloat16 (exact for bfloat16 calls).
+// W_hh [gates * H, P] into the bfloat16 pairs' layout of Panels (step_kernels.h) in `out`
+// (p.count * p.stride values), rounded to bfloat16 (exact for bfloat16 calls).
 template <CellKind kCell, class T>
 void pack_bf16_panels(const T* w_hh, int64_t P, const Panels<T>& p, int64_t width,
                       uint16_t* out) {
@@ -76,7 +76,7 @@ void pack_bf16_panels(const T* w_hh, int64_t P, const Panels<T>& p, int64_t widt
   for_each_weight_tile<kCell>(w_hh, P, p, width, [&](int64_t panel, int64_t column, int64_t k0,
                                                      int64_t depth, const PackTile<T>& tile) {
     // k0 is even: the tile's values make whole pairs, a last odd k paired with a zero.
-    uint16_t* dest = out + panel * p.bf16_stride + (k0 / 2) * columns * 2 + column * 2;
+    uint16_t* dest = out + panel * p.stride + (k0 / 2) * columns * 2 + column * 2;
     for (int64_t k = 0; k < depth + depth % 2; ++k) {
       for (int64_t lane = 0; lane < width; ++lane) {
         const float value = k < depth ? static_cast<float>(tile[k][lane]) : 0.0f;
@@ -86,7 +86,7 @@ void pack_bf16_panels(const T* w_hh, int64_t P, const Panels<T>& p, int64_t widt
   });
 }
 
-// W_hh [G, P] into bfloat16 pairs of rows, [ceil(G / 2)][P][2] (HiddenGradStep::w_bf16), in
+// W_hh [G, P] into bfloat16 pairs of rows, [ceil(G / 2)][P][2] (HiddenGradStep::w), in
 // `out`.
 template <class T>
 void pack_bf16_rows(const T* w_hh, int64_t G, int64_t P, uint16_t* out) {

@@ -94,7 +94,7 @@ class TestBackend {
   template <CellKind kCell>
   Prepared prepare_forward(const LayerWeights<T>& w, int64_t, int64_t) const {
     Prepared p;
-    p.panels.data = w.w_hh;
+    p.panels.weights = cpu::WeightOperand<T>::of(w.w_hh);
     p.panels.packed = false;
     p.panels.inner = w.output_size();
     p.panels.hidden = w.hidden_size;

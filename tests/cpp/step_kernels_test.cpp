@@ -86,10 +86,10 @@ struct Fused {
     panels.packed = layout == Layout::kPacked;
     if (panels.packed) {
       w_packed = pack<T>(w, gates, H, P, panels.units, width);
-      panels.data = w_packed.data();
+      panels.weights = WeightOperand<T>::of(w_packed.data());
       panels.stride = P * panels.units * gates;
     } else {
-      panels.data = w_stored.data();
+      panels.weights = WeightOperand<T>::of(w_stored.data());
     }
   }
 
@@ -196,7 +196,7 @@ std::vector<double> hidden_grad(const StepKernels<double>& k, const std::vector<
   g.rows = rows;
   g.inner = G;
   g.dgates = const_rows_of(dgates, G);
-  g.w = w_hh.data();
+  g.w = WeightOperand<double>::of(w_hh.data());
   g.ldw = P;
   g.dh = rows_of(dh, P);
   g.col_begin = 0;
