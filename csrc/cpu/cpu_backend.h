@@ -1,7 +1,11 @@
 // The CPU backend of the recurrence driver (fastrnn/recurrence.h): BLAS GEMMs called directly
 // (no dispatcher inside the step loop), the step kernels of the instruction set chosen at run
 // time, split across torch's intra-op threads when a step is big enough, and the block cache
-// for scratch. One type throughout: float or double (A = T).
+// for scratch. One type throughout: float or double (A = T); bfloat16 calls are float backends
+// with their precision policy and bfloat16 operands (Bf16Operands). (About 430 lines in one
+// file: every member of the driver's Backend contract, GEMMs, scratch, the forward steps'
+// weight preparation and schedule and the backward steps, on one kernel table and one
+// bfloat16 policy.)
 #pragma once
 
 #include <ATen/ATen.h>
