@@ -64,18 +64,22 @@ def _dropout_mask(like: Tensor, shape: Sequence[int], p: float) -> Tensor:
     return keep.to(like.dtype) / (1 - p)
 
 
-def _variational_mask(input: Tensor, p: float, batch_sizes: Tensor | None) -> Tensor:
-    """The variational dropout mask of a layer input [T, B, F] (padded) or [N, F] (packed): one
-    draw per sequence and feature, [B, F], broadcast over the time steps (packed: row r of step t
-    belongs to sequence r - offset(t))."""
-    batch = input.shape[1] if batch_sizes is None else int(batch_sizes[0])
-    mask = _dropout_mask(input, (batch, input.shape[-1]), p)
-    if batch_sizes is None:
-        return mask.unsqueeze(0)
+def _row_sequences(batch_sizes: Tensor, device: torch.device) -> Tensor:
+    """The sequence of each row of a packed input: row r of step t belongs to r - offset(t)."""
     sizes = batch_sizes.to(torch.long)
     offsets = torch.cumsum(sizes, 0) - sizes
-    sequence = torch.arange(input.shape[0]) - torch.repeat_interleave(offsets, sizes)
-    return mask.index_select(0, sequence.to(input.device))
+    rows = int(sizes.sum())
+    return (torch.arange(rows) - torch.repeat_interleave(offsets, sizes)).to(device)
+
+
+def _variational_mask(input: Tensor, p: float, packed: tuple[Tensor, int] | None) -> Tensor:
+    """The variational dropout mask of a layer input [T, B, F] (padded) or [N, F] (packed, with
+    `packed` = (_row_sequences, B)): one draw per sequence and feature, [B, F], broadcast over
+    the time steps (packed: each row takes its sequence's)."""
+    if packed is None:
+        return _dropout_mask(input, (input.shape[1], input.shape[-1]), p).unsqueeze(0)
+    row_sequences, batch = packed
+    return _dropout_mask(input, (batch, input.shape[-1]), p).index_select(0, row_sequences)
 
 
 def _stack(cell: str, input: Tensor, hx: Tensor | None, cx: Tensor | None, params: Sequence[Tensor],
@@ -108,11 +112,15 @@ def _stack(cell: str, input: Tensor, hx: Tensor | None, cx: Tensor | None, param
     # numbers), so the stack has one such symbol: torch 2.14's inductor fails on a sum of
     # several ("expected [u2, u1, u3] to have been codegen-ed").
     share_zeros = batch_sizes is not None and hx is None and torch.compiler.is_compiling()
+    # Variational dropout of packed input: which sequence each row is, once for every layer.
+    packed_rows = None
+    if training and variational_dropout > 0 and batch_sizes is not None:
+        packed_rows = (_row_sequences(batch_sizes, input.device), int(batch_sizes[0]))
     for layer in range(num_layers):
         outputs = []
         if training and variational_dropout > 0:
             layer_input = layer_input * _variational_mask(layer_input, variational_dropout,
-                                                          batch_sizes)
+                                                          packed_rows)
         for direction in range(directions):
             index = layer * directions + direction
             weights = params[index * per_layer:(index + 1) * per_layer]
