@@ -5,22 +5,22 @@ without them):
                                       [--hidden 256] [--p 0.3] [--rounds 15]
 
 Per cell, the same layer (same weights, float32) with no option, ``weight_dropout=p``,
-``variational_dropout=p`` and both, each timed forward + backward on one [T, B, H] input; the
-four take turns in every round, each timed call right after an untimed one of the same module.
-Medians after the first three rounds; ratio = the option's time / the plain layer's (< 1.10:
-within the target).
+``variational_dropout=p`` and both, each timed forward + backward on one [T, B, H] input, taking
+turns as the suite's rows do (benchmarks.measure.medians_in_turn: each timed call right after an
+untimed one of the same module, medians of `--rounds`); ratio = the option's time / the plain
+layer's (<= 1.10: within the target).
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 from torch import nn
 
 import fastrnn
+from benchmarks.measure import medians_in_turn
+from benchmarks.peers import Runner
 from benchmarks.report import machine_header
 
 TARGET = 1.10
@@ -54,18 +54,14 @@ def main(argv: list[str] | None = None) -> None:
             modules[name].load_state_dict(plain.state_dict())
         x = torch.randn(T, B, H, requires_grad=True)
 
-        def call(module: nn.Module) -> None:
-            module.zero_grad(set_to_none=True)
-            module(x)[0].sum().backward()
+        def runner(module: nn.Module) -> Runner:
+            def call() -> None:
+                module.zero_grad(set_to_none=True)
+                module(x)[0].sum().backward()
+            return Runner(call, module=module)
 
-        times: dict[str, list[float]] = {name: [] for name in modules}
-        for _ in range(args.rounds):
-            for name, module in modules.items():
-                call(module)
-                start = time.perf_counter()
-                call(module)
-                times[name].append(time.perf_counter() - start)
-        medians = {name: statistics.median(t[3:] or t) for name, t in times.items()}
+        medians = medians_in_turn({name: runner(m) for name, m in modules.items()}, args.rounds,
+                                  torch.get_num_threads())
         for name, seconds in medians.items():
             print(f"| {cell} | {name} | {seconds * 1e3:.3f} | {seconds / medians['none']:.2f}x |")
 
